@@ -37,7 +37,10 @@ def check_labels(labels, num_classes: int | None = None, *, name: str = "labels"
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{name} contains NaN or inf.")
         if not np.all(arr == np.round(arr)):
-            raise TypeError(f"{name} must be integer class indices, got non-integral floats (e.g. {arr[arr != np.round(arr)][0]}).")
+            raise TypeError(
+                f"{name} must be integer class indices, got non-integral floats "
+                f"(e.g. {arr[arr != np.round(arr)][0]})."
+            )
     arr = arr.astype(np.int64)
     if arr.min() < 0:
         raise ValueError(f"{name} contains negative values (min {arr.min()}); labels must lie in [0, C).")
@@ -63,7 +66,9 @@ def check_features(x, *, name: str = "features", ndim: int | Sequence[int] = 2) 
     allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
     if arr.ndim not in allowed:
         hint = " (reshape a single feature column with x.reshape(-1, 1))" if arr.ndim == 1 else ""
-        raise ValueError(f"{name} must have {' or '.join(map(str, allowed))} dimensions, got shape {arr.shape}{hint}.")
+        raise ValueError(
+            f"{name} must have {' or '.join(map(str, allowed))} dimensions, got shape {arr.shape}{hint}."
+        )
     if arr.shape[0] == 0:
         raise ValueError(f"{name} has no rows.")
     if arr.dtype.kind not in "fiub":
@@ -72,7 +77,9 @@ def check_features(x, *, name: str = "features", ndim: int | Sequence[int] = 2) 
         bad = ~np.isfinite(arr)
         if bad.any():
             row = int(np.argwhere(bad)[0][0])
-            raise ValueError(f"{name} contains {int(bad.sum())} NaN/inf values (first in row {row}); impute or drop them.")
+            raise ValueError(
+                f"{name} contains {int(bad.sum())} NaN/inf values (first in row {row}); impute or drop them."
+            )
     return arr
 
 

@@ -1,0 +1,192 @@
+"""The ``noisy-labels`` command line.
+
+Each sub-command is one small function ``cmd_<name>(args)``; ``main`` only parses and dispatches, so the
+commands stay testable as plain functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+def _load_npy(path: str) -> np.ndarray:
+    """A .npy array (labels or features), never unpickling objects."""
+    p = Path(path)
+    if not p.is_file():
+        raise CLIError(f"labels file not found: {p}")
+    try:
+        return np.load(p, allow_pickle=False)
+    except ValueError as exc:
+        raise CLIError(f"cannot read {p} as a .npy array without pickles: {exc}") from exc
+
+
+def _refuse_overwrite(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise CLIError(f"{path} exists; pass --overwrite to replace it.")
+
+
+def cmd_noise(args: argparse.Namespace) -> None:
+    from .data.noise import apply_noise
+
+    labels = _load_npy(args.labels)
+    out = Path(args.out)
+    record_path = out.with_suffix(".json")
+    for p in (out, record_path):
+        _refuse_overwrite(p, args.overwrite)
+    params = {}
+    if args.dataset:
+        params["dataset"] = args.dataset
+    if args.human_labels:
+        params["human_labels"] = _load_npy(args.human_labels)
+    if args.features:
+        params["features"] = _load_npy(args.features)
+    result = apply_noise(
+        labels, num_classes=args.num_classes, protocol=args.protocol, rate=args.rate, seed=args.seed, **params
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, result.noisy_labels.astype(np.int64))
+    record_path.write_text(json.dumps(result.to_dict(), indent=2))
+    print(
+        f"{result.protocol} rate={args.rate}: {result.realised_rate:.4f} of {len(labels)} labels changed "
+        f"-> {out}"
+    )
+
+
+def cmd_data(args: argparse.Namespace) -> None:
+    from .data.registry import describe, load_dataset
+
+    bundle = load_dataset(args.dataset, args.root, download=args.download)
+    print(describe(bundle))
+
+
+def cmd_methods(args: argparse.Namespace) -> None:
+    from .methods import list_methods
+
+    print("\n".join(list_methods()))
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from .config import load_config
+    from .engine import run_experiment
+
+    if args.resume:
+        if not args.out:
+            raise CLIError("--resume needs --out RUN_DIR (the run to continue).")
+        from .config import Config
+
+        cfg = Config(out=args.out)
+    else:
+        overrides = list(args.set or [])
+        if args.out:
+            overrides.append(f"out={args.out}")
+        cfg = load_config(args.config, overrides)
+    summary = run_experiment(cfg, resume=args.resume, overwrite=args.overwrite)
+    keys = ("best_test_acc", "last_test_acc", "label_acc", "cleanness_auc", "seconds")
+    print("  ".join(f"{k}={summary[k]:.4f}" for k in keys if summary.get(k) is not None))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from .demo import DEMO_METHODS, run_demo
+
+    methods = args.methods.split(",") if args.methods else DEMO_METHODS
+    print(f"noisy-labels demo: digits, 50% symmetric noise, methods {', '.join(methods)}")
+    table = run_demo(args.out, methods=methods, overwrite=args.overwrite)
+    print()
+    print(table)
+    print(f"\nreport and plot: {Path(args.out) / 'report.md'}, {Path(args.out) / 'test_accuracy.png'}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from .report import write_report
+
+    out = Path(args.out) if args.out else Path(args.runs[0]).parent / "report"
+    path = write_report(args.runs, out)
+    print(path.read_text())
+    print(f"written to {path}")
+
+
+def _add_run_parsers(sub) -> None:
+    sub.add_parser("methods", help="list the registered methods").set_defaults(func=cmd_methods)
+    p = sub.add_parser("run", help="run one experiment from a YAML config and/or --set overrides")
+    p.add_argument("config", nargs="?", help="YAML config (optional: every key has a default)")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. noise.rate=0.8"
+    )
+    p.add_argument("--out", help="run directory (same as --set out=DIR)")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("demo", help="methods side by side on the embedded digits data (about a minute)")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--methods", help="comma-separated method names")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("report", help="markdown table and plots over finished runs")
+    p.add_argument("runs", nargs="+", help="run directories")
+    p.add_argument("--out", help="report folder (default: report/ beside the first run)")
+    p.set_defaults(func=cmd_report)
+
+
+def _add_noise_parser(sub) -> None:
+    from .data.noise import PROTOCOLS
+
+    p = sub.add_parser("noise", help="turn clean labels into noisy ones with a named protocol")
+    p.add_argument("--labels", required=True, help="clean labels, .npy of integers 0..C-1")
+    p.add_argument("--num-classes", type=int, required=True)
+    p.add_argument("--protocol", required=True, choices=sorted(PROTOCOLS))
+    p.add_argument(
+        "--rate", type=float, required=True, help="noise rate in [0, 1] (protocol's own convention)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dataset", choices=["cifar10", "cifar100"], help="class structure for 'asymmetric'")
+    p.add_argument("--human-labels", help="for 'human': .npy of the human label set")
+    p.add_argument("--features", help="for 'instance': .npy of per-sample features (N, d)")
+    p.add_argument("--out", required=True, help="output .npy; a .json record is written beside it")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_noise)
+
+
+def _add_data_parser(sub) -> None:
+    p = sub.add_parser("data", help="load a data set and print a summary")
+    p.add_argument(
+        "dataset",
+        nargs="?",
+        default="digits",
+        help="digits, mnist, cifar10, cifar100, cifar10_features or a path",
+    )
+    p.add_argument("--root", help="folder holding the data files")
+    p.add_argument("--download", action="store_true", help="download missing official files (checksummed)")
+    p.set_defaults(func=cmd_data)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="noisy-labels", description="Learning with noisy labels.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_noise_parser(sub)
+    _add_data_parser(sub)
+    _add_run_parsers(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (CLIError, ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
+        print(f"noisy-labels {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""One experiment from a config: run directory, data, method, training, summary."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from ..config import Config, config_from_dict, config_to_dict, params_from_dict
+from ..methods import get_method_class
+from .checkpoint import load_checkpoint, prepare_run_dir, write_json
+from .data import prepare_data
+from .distributed import init_distributed
+from .loop import Engine, resolve_device
+
+
+def default_run_dir(cfg: Config) -> Path:
+    noise = (
+        "clean"
+        if cfg.noise.protocol == "none"
+        else f"{cfg.noise.protocol}{cfg.noise.label_set or cfg.noise.rate}"
+    )
+    dataset = Path(cfg.dataset).stem if ("/" in cfg.dataset or "." in cfg.dataset) else cfg.dataset
+    return Path("runs") / f"{dataset}-{noise}-{cfg.method}-seed{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def build_method(cfg: Config, engine: Engine):
+    cls = get_method_class(cfg.method)
+    params = params_from_dict(cls.Params, cfg.method_params.get(cfg.method, {}), prefix=f"{cfg.method}.")
+    method = cls(engine, params)
+    method.setup()
+    return method
+
+
+def run_experiment(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Run (or resume) one experiment; returns the summary also written to ``out/summary.json``.
+
+    Raises
+    ------
+    FileExistsError
+        ``out`` exists and neither ``resume`` nor ``overwrite`` was given.
+    ValueError
+        The method needs a meta set and ``meta.size`` is 0, or the data/noise settings are inconsistent.
+    """
+    run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
+    if resume:
+        cfg = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
+        cfg.out = str(run_dir)
+    cls = get_method_class(cfg.method)
+    if cls.requires_meta and cfg.meta.size == 0:
+        raise ValueError(f"method {cfg.method!r} needs a trusted meta set: set meta.size > 0 (e.g. 1000).")
+    device = resolve_device(cfg.device)
+    dist = init_distributed(device)
+    if dist.is_main:
+        prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    corrupt = cfg.meta.corrupt if cfg.meta.corrupt is not None else cls.corrupt_meta_default
+    seed_everything(cfg.seed)
+    data = prepare_data(cfg, device, corrupt_meta=corrupt)
+    engine = Engine(cfg, data, device, dist)
+    method = build_method(cfg, engine)
+    state = load_checkpoint(run_dir) if resume else None
+    if dist.is_main and state is None:
+        _write_run_header(run_dir, cfg, data)
+    summary = engine.fit(method, run_dir, resume_state=state)
+    summary.update(_describe(cfg, data, engine, corrupt))
+    if dist.is_main:
+        write_json(run_dir / "summary.json", summary)
+        _write_outputs(run_dir, method)
+    return summary
+
+
+def _write_run_header(run_dir: Path, cfg: Config, data) -> None:
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    write_json(run_dir / "noise.json", data.noise_record)
+    write_json(
+        run_dir / "environment.json",
+        {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "platform": platform.platform(),
+            "git_revision": _git_revision(),
+            "threads": torch.get_num_threads(),
+        },
+    )
+    np.savez(
+        run_dir / "split.npz",
+        train_index=data.train_index,
+        meta_index=data.meta_index,
+        noisy_labels=data.train_y.cpu().numpy(),
+    )
+
+
+def _write_outputs(run_dir: Path, method) -> None:
+    """Per-sample outputs a user can feed to another pipeline (training-set order of split.npz)."""
+    scores = method.cleanness()
+    if scores is not None:
+        np.save(run_dir / "cleanness.npy", np.asarray(scores, dtype=np.float32))
+    corrected = method.corrected_labels()
+    if corrected is not None:
+        np.save(run_dir / "corrected_labels.npy", np.asarray(corrected))
+
+
+def _describe(cfg: Config, data, engine: Engine, corrupt: bool) -> dict[str, Any]:
+    return {
+        "method": cfg.method,
+        "dataset": cfg.dataset,
+        "noise_protocol": cfg.noise.protocol,
+        "noise_rate": cfg.noise.rate,
+        "label_set": cfg.noise.label_set,
+        "realised_rate": data.noise_record.get("realised_rate"),
+        "meta_size": cfg.meta.size,
+        "meta_corrupted": bool(corrupt and cfg.meta.size > 0),
+        "seed": cfg.seed,
+        "device": str(engine.device),
+        "model": engine.model_name(),
+        "num_train": engine.num_train,
+    }
+
+
+def _git_revision() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None

@@ -1,0 +1,141 @@
+"""The one interface every learning-with-noisy-labels method implements.
+
+The engine owns the loop (epochs, batches, evaluation, checkpoints); a method owns its models,
+optimisers and per-step computation. A method:
+
+* declares its hyper-parameters as a dataclass ``Params`` (config section named after the method);
+* builds what it needs in :meth:`setup` through the engine (``engine.new_model()``,
+  ``engine.new_optimizer(...)``), so device, AMP, channels_last, DDP and the LR schedule come for free;
+* implements :meth:`train_step` for one mini-batch (simple loss-based methods only override :meth:`loss`);
+* may expose per-sample :meth:`cleanness` scores and :meth:`corrected_labels` over the training set.
+
+State for checkpoints is collected automatically from the method's attributes: every ``nn.Module``,
+``torch.optim.Optimizer`` and ``torch.Tensor`` attribute is saved and restored. Keep any other
+state that changes during training in tensors (not numpy arrays or Python lists) so resume is exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+if TYPE_CHECKING:
+    from ..engine import Batch, Engine
+
+
+@dataclass
+class NoParams:
+    """A method without hyper-parameters of its own."""
+
+
+class Method:
+    """Base class: plain cross-entropy training of one model (subclasses change :meth:`loss` or more)."""
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type] = NoParams
+    requires_meta: ClassVar[bool] = False  # needs a trusted (meta) set: config meta.size > 0
+    corrupt_meta_default: ClassVar[bool] = False  # RMNW-Net's setting: the meta set carries the same noise
+    supports_features: ClassVar[bool] = True  # works on feature vectors (not only images)
+
+    def __init__(self, engine: Engine, params: Any) -> None:
+        self.engine = engine
+        self.params = params
+
+    # ------------------------------------------------------------------ building and training
+    def setup(self) -> None:
+        self.model = self.engine.new_model()
+        self.optimizer = self.engine.new_optimizer(self.model.parameters())
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called before the epoch's first batch (epochs count from 0)."""
+
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        with self.engine.autocast():
+            logits = self.model(batch.x)
+            loss = self.loss(logits, batch)
+        self.engine.step(loss, self.optimizer)
+        return {"loss": loss.detach(), "acc": (logits.argmax(1) == batch.y).float().mean().detach()}
+
+    def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return F.cross_entropy(logits, batch.y)
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """Called after the epoch's last batch, before evaluation."""
+
+    # ------------------------------------------------------------------ outputs
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for prepared (normalised) inputs; called in eval mode under ``no_grad``."""
+        return self.model(x)
+
+    def eval_modules(self) -> list[nn.Module]:
+        """Modules switched to eval mode during evaluation."""
+        return [m for m in vars(self).values() if isinstance(m, nn.Module)]
+
+    def cleanness(self) -> np.ndarray | None:
+        """Per-training-sample score, higher = more likely correctly labelled; None if not provided."""
+        return None
+
+    def corrected_labels(self) -> np.ndarray | None:
+        """Per-training-sample corrected labels, hard ``(N,)`` or soft ``(N, C)``; None if not provided."""
+        return None
+
+    # ------------------------------------------------------------------ checkpoint state
+    def state_dict(self) -> dict[str, Any]:
+        state = {}
+        for key, value in vars(self).items():
+            if isinstance(value, nn.Module):
+                state[key] = _unwrap(value).state_dict()
+            elif isinstance(value, torch.optim.Optimizer):
+                state[key] = value.state_dict()
+            elif isinstance(value, torch.Tensor):
+                state[key] = value
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            current = getattr(self, key, None)
+            if isinstance(current, nn.Module):
+                _unwrap(current).load_state_dict(value)
+            elif isinstance(current, torch.optim.Optimizer):
+                current.load_state_dict(value)
+            elif isinstance(current, torch.Tensor):
+                current.copy_(value) if current.shape == value.shape else setattr(
+                    self, key, value.to(current.device)
+                )
+            else:
+                setattr(self, key, value)
+
+
+def _unwrap(module: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel wrapper (checkpoints hold plain weights)."""
+    return getattr(module, "module", module)
+
+
+# ---------------------------------------------------------------------------------------- registry
+_REGISTRY: dict[str, type[Method]] = {}
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    """Class decorator adding a method to the registry under ``cls.name``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__qualname__} needs a non-empty `name`.")
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"method name {cls.name!r} is registered twice.")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_method_class(name: str) -> type[Method]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; known: {', '.join(list_methods())}.") from None
+
+
+def list_methods() -> list[str]:
+    return list(_REGISTRY)

@@ -1,0 +1,35 @@
+"""Networks used in learning-with-noisy-labels papers, each split into ``backbone`` and ``head``.
+
+Every model is a :class:`Classifier`: ``backbone`` maps inputs to ``(B, feature_dim)`` features,
+``head`` maps features to ``(B, num_classes)`` logits. Image models take normalised float tensors
+``(B, C, H, W)``; feature models (``linear``, ``mlp``) take ``(B, D)``. Build by name with
+:func:`create_model`; :func:`list_models` gives the names.
+"""
+
+from .base import Classifier, init_weights
+from .preact_resnet import PreActResNet, PreActResNet18
+from .registry import create_model, list_models, register_model
+from .resnet import ResNet, ResNet32, ResNet34, ResNet50
+from .small import MLP, LinearHead, SmallCNN
+from .torchvision_models import torchvision_backbone
+from .wide_resnet import WideResNet, WideResNet28_10
+
+__all__ = [
+    "Classifier",
+    "init_weights",
+    "register_model",
+    "create_model",
+    "list_models",
+    "PreActResNet",
+    "PreActResNet18",
+    "ResNet",
+    "ResNet32",
+    "ResNet34",
+    "ResNet50",
+    "WideResNet",
+    "WideResNet28_10",
+    "SmallCNN",
+    "LinearHead",
+    "MLP",
+    "torchvision_backbone",
+]

@@ -1,0 +1,212 @@
+"""Post-activation ResNets for 32x32 images: the CIFAR ResNet-32 and CIFAR-adapted ResNet-34/50.
+
+All use a 3x3 stride-1 stem without max pooling, as 32x32 inputs are too small for ImageNet's 7x7
+stride-2 stem plus pooling, and end with global average pooling, so other input sizes also work.
+
+References
+----------
+He, Zhang, Ren, Sun. "Deep Residual Learning for Image Recognition." CVPR 2016.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Literal
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .base import Classifier, init_weights
+from .registry import register_model
+
+__all__ = ["BasicBlock", "Bottleneck", "ResNet", "ResNet32", "ResNet34", "ResNet50"]
+
+Shortcut = Literal["A", "B"]
+
+
+class ZeroPadShortcut(nn.Module):
+    """He et al.'s option A shortcut: subsample spatially, zero-pad the new channels (no parameters)."""
+
+    def __init__(self, extra_channels: int, stride: int) -> None:
+        super().__init__()
+        self.extra_channels = extra_channels
+        self.stride = stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x[:, :, :: self.stride, :: self.stride]
+        half = self.extra_channels // 2
+        return F.pad(x, (0, 0, 0, 0, half, self.extra_channels - half))
+
+
+def _projection(in_planes: int, out_planes: int, stride: int) -> nn.Sequential:
+    """Option B shortcut: 1x1 convolution and BatchNorm."""
+    return nn.Sequential(
+        nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False), nn.BatchNorm2d(out_planes)
+    )
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with a residual connection (post-activation).
+
+    Parameters
+    ----------
+    in_planes, planes : int
+        Input and output channels.
+    stride : int, default=1
+        Stride of the first convolution.
+    shortcut : {'A', 'B'}, default='B'
+        How the residual adapts when the shape changes: ``'A'`` zero-pads channels (parameter-free,
+        the CIFAR ResNets of He et al.), ``'B'`` uses a 1x1 convolution with BatchNorm.
+    """
+
+    expansion = 1
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, shortcut: Shortcut = "B") -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_planes != planes:
+            if shortcut == "A":
+                self.shortcut = ZeroPadShortcut(planes - in_planes, stride)
+            else:
+                self.shortcut = _projection(in_planes, planes, stride)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class Bottleneck(nn.Module):
+    """1x1 -> 3x3 -> 1x1 bottleneck block with 4x channel expansion; stride on the 3x3 ("ResNet v1.5")."""
+
+    expansion = 4
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, shortcut: Shortcut = "B") -> None:
+        super().__init__()
+        out_planes = planes * self.expansion
+        self.conv1 = nn.Conv2d(in_planes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, out_planes, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_planes)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_planes != out_planes:
+            if shortcut == "A":
+                self.shortcut = ZeroPadShortcut(out_planes - in_planes, stride)
+            else:
+                self.shortcut = _projection(in_planes, out_planes, stride)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class ResNet(Classifier):
+    """A post-activation ResNet for small images: 3x3 stem, stages of residual blocks, average pool, linear.
+
+    Parameters
+    ----------
+    block : type[BasicBlock] or type[Bottleneck]
+    num_blocks : sequence of int
+        Blocks per stage. The first stage keeps the resolution, each later one halves it.
+    widths : sequence of int
+        Base channels per stage (the stem has ``widths[0]``); a stage outputs
+        ``width * block.expansion`` channels.
+    num_classes : int, default=10
+    in_channels : int, default=3
+    shortcut : {'A', 'B'}, default='B'
+        See :class:`BasicBlock`.
+    """
+
+    def __init__(
+        self,
+        block: type[BasicBlock] | type[Bottleneck],
+        num_blocks: Sequence[int],
+        widths: Sequence[int],
+        *,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        shortcut: Shortcut = "B",
+    ) -> None:
+        if shortcut not in ("A", "B"):
+            raise ValueError(f"shortcut must be 'A' (zero padding) or 'B' (1x1 conv), got {shortcut!r}.")
+        if len(num_blocks) != len(widths):
+            raise ValueError(f"num_blocks {tuple(num_blocks)} and widths {tuple(widths)} differ in length.")
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        layers["stem"] = nn.Sequential(
+            nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()
+        )
+        in_planes = widths[0]
+        for i, (n, width) in enumerate(zip(num_blocks, widths, strict=True)):
+            blocks = []
+            for j in range(n):
+                stride = 2 if i > 0 and j == 0 else 1
+                blocks.append(block(in_planes, width, stride, shortcut))
+                in_planes = width * block.expansion
+            layers[f"layer{i + 1}"] = nn.Sequential(*blocks)
+        layers["pool"] = nn.AdaptiveAvgPool2d(1)
+        layers["flatten"] = nn.Flatten()
+        super().__init__(
+            nn.Sequential(layers),
+            nn.Linear(in_planes, num_classes),
+            feature_dim=in_planes,
+            num_classes=num_classes,
+        )
+        init_weights(self)
+
+
+@register_model("resnet32")
+class ResNet32(ResNet):
+    """ResNet-32 for CIFAR (He et al., 2016, Sec. 4.2): 3 stages x 5 basic blocks, 16/32/64 channels.
+
+    About 0.46M parameters with the default option-A (zero-padding) shortcut, as in the paper and in
+    the ResNet-32 of Meta-Weight-Net (Shu et al., NeurIPS 2019) used for its flip noise experiments.
+    ``shortcut='B'`` (1x1 convolutions) adds about 3k parameters. ``feature_dim`` is 64.
+    """
+
+    def __init__(self, num_classes: int = 10, *, in_channels: int = 3, shortcut: Shortcut = "A") -> None:
+        super().__init__(
+            BasicBlock,
+            (5, 5, 5),
+            (16, 32, 64),
+            num_classes=num_classes,
+            in_channels=in_channels,
+            shortcut=shortcut,
+        )
+
+
+@register_model("resnet34")
+class ResNet34(ResNet):
+    """ResNet-34 (He et al., 2016) with a 3x3 stem and no max pooling for 32x32 inputs.
+
+    Stages of 3/4/6/3 basic blocks with 64/128/256/512 channels and 1x1-convolution shortcuts, about
+    21.3M parameters for 10 classes; the CIFAR ResNet-34 used by e.g. ELR (Liu et al., NeurIPS 2020).
+    ``feature_dim`` is 512.
+    """
+
+    def __init__(self, num_classes: int = 10, *, in_channels: int = 3) -> None:
+        super().__init__(
+            BasicBlock, (3, 4, 6, 3), (64, 128, 256, 512), num_classes=num_classes, in_channels=in_channels
+        )
+
+
+@register_model("resnet50")
+class ResNet50(ResNet):
+    """ResNet-50 (He et al., 2016) with a 3x3 stem and no max pooling for 32x32 inputs.
+
+    Stages of 3/4/6/3 bottleneck blocks, about 23.5M parameters for 10 classes. ``feature_dim`` is
+    2048.
+    """
+
+    def __init__(self, num_classes: int = 10, *, in_channels: int = 3) -> None:
+        super().__init__(
+            Bottleneck, (3, 4, 6, 3), (64, 128, 256, 512), num_classes=num_classes, in_channels=in_channels
+        )

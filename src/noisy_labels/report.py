@@ -1,0 +1,167 @@
+"""Reports over run directories: a markdown table (mean +- std over seeds) and per-epoch curves.
+
+Runs that differ only in their seed (and output folder) form one row, so three seeds of a setting give
+one "mean +- std" line, the way the papers report them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+COLUMNS = [
+    ("best_test_acc", "best acc"),
+    ("last_test_acc", "last acc"),
+    ("label_acc", "label acc"),
+    ("cleanness_auc", "clean AUC"),
+    ("seconds", "seconds"),
+]
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    history: list[dict[str, Any]]
+
+    @property
+    def setting(self) -> str:
+        """The run's setting without seed and output folder: runs with equal settings are seeds of one row."""
+        c = self.config
+        noise = c["noise"]
+        noise_text = (
+            "clean"
+            if noise["protocol"] == "none"
+            else (
+                f"{noise['protocol']} {noise['label_set']}"
+                if noise["protocol"] == "human"
+                else f"{noise['protocol']} {noise['rate']:g}"
+            )
+        )
+        return f"{c['dataset']} | {noise_text} | meta {c['meta']['size']} | {c['method']}"
+
+    @property
+    def group_key(self) -> str:
+        c = {k: v for k, v in self.config.items() if k not in ("seed", "out", "quiet")}
+        c["noise"] = {k: v for k, v in c["noise"].items() if k != "seed"}
+        return json.dumps(c, sort_keys=True, default=str)
+
+
+def load_run(path: str | Path) -> Run:
+    p = Path(path)
+    summary_path = p / "summary.json"
+    if not summary_path.exists():
+        raise FileNotFoundError(f"{p} is not a finished run (no summary.json).")
+    config = yaml.safe_load((p / "config.yaml").read_text())
+    history = []
+    if (p / "metrics.jsonl").exists():
+        history = [
+            json.loads(line) for line in (p / "metrics.jsonl").read_text().splitlines() if line.strip()
+        ]
+    return Run(path=p, config=config, summary=json.loads(summary_path.read_text()), history=history)
+
+
+def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
+    groups: dict[str, list[Run]] = defaultdict(list)
+    for run in runs:
+        groups[run.group_key].append(run)
+    return dict(groups)
+
+
+def mean_std(values: list[float]) -> str:
+    """``'78.51 +- 0.32'`` in percent for accuracies/AUCs; plain mean for one value."""
+    arr = np.asarray(values, dtype=float)
+    return f"{arr.mean():.2f}" if len(arr) == 1 else f"{arr.mean():.2f} +- {arr.std(ddof=1):.2f}"
+
+
+def summary_table(runs: list[Run]) -> str:
+    """A markdown table, one row per setting, percent for accuracies and AUC."""
+    lines = [
+        "| setting | seeds | " + " | ".join(t for _, t in COLUMNS) + " |",
+        "|---|---:|" + "---:|" * len(COLUMNS),
+    ]
+    for group in group_runs(runs).values():
+        cells = []
+        for key, _ in COLUMNS:
+            values = [r.summary[key] for r in group if r.summary.get(key) is not None]
+            scale = 1.0 if key == "seconds" else 100.0
+            cells.append(mean_std([v * scale for v in values]) if values else "-")
+        lines.append(f"| {group[0].setting} | {len(group)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_curves(
+    runs: list[Run], path: str | Path, key: str = "test_acc", title: str | None = None
+) -> Path | None:
+    """One line per setting (mean over seeds, shaded +- std) of ``key`` per epoch; None if no run has it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    drawn = False
+    for group in group_runs(runs).values():
+        curves = [[r[key] * 100 for r in run.history if r.get(key) is not None] for run in group]
+        curves = [c for c in curves if c]
+        if not curves:
+            continue
+        length = min(map(len, curves))
+        arr = np.array([c[:length] for c in curves])
+        epochs = np.arange(1, length + 1)
+        mean = arr.mean(0)
+        (line,) = ax.plot(
+            epochs,
+            mean,
+            label=group[0].setting.split(" | ")[-1] if _one_setting_but_method(runs) else group[0].setting,
+        )
+        if len(arr) > 1:
+            ax.fill_between(epochs, mean - arr.std(0), mean + arr.std(0), color=line.get_color(), alpha=0.2)
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{key.replace('_', ' ')} (%)")
+    ax.set_title(title or key.replace("_", " "))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def _one_setting_but_method(runs: list[Run]) -> bool:
+    """True when all runs share data, noise and meta set, so the legend can name the method alone."""
+    return len({r.setting.rsplit(" | ", 1)[0] for r in runs}) == 1
+
+
+def write_report(run_dirs: list[str | Path], out_dir: str | Path) -> Path:
+    """``report.md`` with the table and the plots of test accuracy and label accuracy; returns its path."""
+    runs = [load_run(p) for p in run_dirs]
+    if not runs:
+        raise ValueError("no run directories given.")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    parts = ["# noisy_labels report", "", summary_table(runs), ""]
+    for key, name in (
+        ("test_acc", "test_accuracy.png"),
+        ("label_acc", "label_accuracy.png"),
+        ("cleanness_auc", "cleanness_auc.png"),
+    ):
+        if plot_curves(runs, out / name, key) is not None:
+            parts += [f"![{key}]({name})", ""]
+    parts += ["Runs:", *[f"- `{r.path}`" for r in runs], ""]
+    path = out / "report.md"
+    path.write_text("\n".join(parts))
+    return path
