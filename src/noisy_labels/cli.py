@@ -66,7 +66,7 @@ def cmd_data(args: argparse.Namespace) -> None:
     from .data.registry import describe, load_dataset
 
     bundle = load_dataset(args.dataset, args.root, download=args.download)
-    print(describe(bundle))
+    print(f"{args.dataset}\n{describe(bundle)}")
 
 
 def cmd_methods(args: argparse.Namespace) -> None:
