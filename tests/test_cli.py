@@ -19,8 +19,23 @@ def test_noise_contract(tmp_path):
     labels = np.repeat(np.arange(10), 2000)
     np.save(tmp_path / "in.npy", labels)
     out = tmp_path / "noisy.npy"
-    args = ["noise", "--labels", str(tmp_path / "in.npy"), "--num-classes", "10", "--protocol", "asymmetric",
-            "--rate", "0.4", "--seed", "3", "--dataset", "cifar10", "--out", str(out)]
+    args = [
+        "noise",
+        "--labels",
+        str(tmp_path / "in.npy"),
+        "--num-classes",
+        "10",
+        "--protocol",
+        "asymmetric",
+        "--rate",
+        "0.4",
+        "--seed",
+        "3",
+        "--dataset",
+        "cifar10",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     noisy = np.load(out)
     assert noisy.dtype == np.int64 and noisy.shape == labels.shape
@@ -38,8 +53,21 @@ def test_noise_contract(tmp_path):
 
 def test_noise_rejects_bad_labels(tmp_path, capsys):
     np.save(tmp_path / "in.npy", np.array([0, 1, 5]))
-    code = main(["noise", "--labels", str(tmp_path / "in.npy"), "--num-classes", "3", "--protocol", "symmetric",
-                 "--rate", "0.2", "--out", str(tmp_path / "o.npy")])
+    code = main(
+        [
+            "noise",
+            "--labels",
+            str(tmp_path / "in.npy"),
+            "--num-classes",
+            "3",
+            "--protocol",
+            "symmetric",
+            "--rate",
+            "0.2",
+            "--out",
+            str(tmp_path / "o.npy"),
+        ]
+    )
     assert code == 2 and "outside [0, 3)" in capsys.readouterr().err
 
 
@@ -52,8 +80,26 @@ def test_methods_lists_one_name_per_line(capsys):
 
 def test_run_with_set_only_and_report(tmp_path, capsys):
     for seed in (0, 1):
-        assert main(["run", "--set", "dataset=digits", "--set", "method=ce", "--set", "epochs=2",
-                     "--set", f"seed={seed}", "--set", "quiet=true", "--set", f"out={tmp_path / f's{seed}'}"]) == 0
+        assert (
+            main(
+                [
+                    "run",
+                    "--set",
+                    "dataset=digits",
+                    "--set",
+                    "method=ce",
+                    "--set",
+                    "epochs=2",
+                    "--set",
+                    f"seed={seed}",
+                    "--set",
+                    "quiet=true",
+                    "--set",
+                    f"out={tmp_path / f's{seed}'}",
+                ]
+            )
+            == 0
+        )
     summary = json.loads((tmp_path / "s0" / "summary.json").read_text())
     assert {"best_test_acc", "last_test_acc", "epochs", "seconds"} <= set(summary)
     assert main(["report", str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(tmp_path / "rep")]) == 0
@@ -65,8 +111,12 @@ def test_run_with_set_only_and_report(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     ("setting", "message"),
-    [("method=nope", "unknown method 'nope'"), ("epocs=3", "unknown config key"), ("noise.rate=2", "noise.rate"),
-     ("epochs=abc", "epochs: expected int")],
+    [
+        ("method=nope", "unknown method 'nope'"),
+        ("epocs=3", "unknown config key"),
+        ("noise.rate=2", "noise.rate"),
+        ("epochs=abc", "epochs: expected int"),
+    ],
 )
 def test_run_bad_config_is_a_clear_error(tmp_path, capsys, setting, message):
     assert main(["run", "--set", setting, "--out", str(tmp_path / "r")]) == 2
@@ -88,9 +138,32 @@ def test_data_summary(capsys):
 @pytest.mark.skipif(not SHARED.exists(), reason="shared data absent")
 def test_cifar10_features_with_human_noise(tmp_path):
     out = tmp_path / "feat"
-    assert main(["run", "--set", "dataset=cifar10_features", "--set", f"root={SHARED}", "--set", "noise.protocol=human",
-                 "--set", "noise.label_set=worst", "--set", "train_subset=5000", "--set", "epochs=1",
-                 "--set", "quiet=true", "--set", "meta.size=100", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--set",
+                "dataset=cifar10_features",
+                "--set",
+                f"root={SHARED}",
+                "--set",
+                "noise.protocol=human",
+                "--set",
+                "noise.label_set=worst",
+                "--set",
+                "train_subset=5000",
+                "--set",
+                "epochs=1",
+                "--set",
+                "quiet=true",
+                "--set",
+                "meta.size=100",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     noise = json.loads((out / "noise.json").read_text())
     assert noise["protocol"] == "human" and 0.35 < noise["realised_rate"] < 0.45
     assert json.loads((out / "summary.json").read_text())["last_test_acc"] > 0.5
@@ -103,8 +176,10 @@ def test_console_script_is_installed():
 
 
 def test_import_needs_only_core_dependencies():
-    code = ("import sys; sys.modules['PIL'] = None; sys.modules['torchvision'] = None; "
-            "sys.modules['tensorboard'] = None; import noisy_labels, noisy_labels.data, noisy_labels.engine, "
-            "noisy_labels.methods, noisy_labels.models, noisy_labels.noise, noisy_labels.cli, noisy_labels.report")
+    code = (
+        "import sys; sys.modules['PIL'] = None; sys.modules['torchvision'] = None; "
+        "sys.modules['tensorboard'] = None; import noisy_labels, noisy_labels.data, noisy_labels.engine, "
+        "noisy_labels.methods, noisy_labels.models, noisy_labels.noise, noisy_labels.cli, noisy_labels.report"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

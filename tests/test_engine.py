@@ -177,3 +177,47 @@ def test_ddp_two_processes_match_one_process(tmp_path):
     w2 = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=True)["method"]["model"]
     for key in w1:
         torch.testing.assert_close(w1[key], w2[key], atol=1e-4, rtol=1e-4)
+
+
+def test_cifar10_images_with_cifar10n_labels_and_augmentation(tmp_path, cifar10_root, shared_data):
+    human = shared_data / "cifar-n" / "CIFAR-10_human.pt"
+    summary = run_experiment(
+        load_config(
+            None,
+            [
+                "dataset=cifar10",
+                f"root={cifar10_root}",
+                f"dataset_options={{human_labels: '{human}'}}",
+                "noise.protocol=human",
+                "noise.label_set=aggre",
+                "train_subset=1000",
+                "meta.size=100",
+                "epochs=1",
+                "batch_size=100",
+                "quiet=true",
+                f"out={tmp_path / 'c10'}",
+            ],
+        )
+    )
+    assert summary["model"] == "small_cnn" and summary["num_train"] == 900
+    assert 0.05 < summary["realised_rate"] < 0.14  # aggre is 9% noisy
+    assert summary["last_test_acc"] > 0.15  # above chance after one epoch on 900 images
+
+
+def test_weak_and_strong_views_differ_but_keep_shape():
+    from noisy_labels.engine.augment import BatchPreparer
+
+    g = torch.Generator().manual_seed(0)
+    raw = torch.randint(0, 256, (8, 32, 32, 3), dtype=torch.uint8)
+    prep = BatchPreparer(
+        is_image=True, mean=torch.full((3,), 0.5), std=torch.full((3,), 0.25), crop_padding=4, flip=True
+    )
+    test, weak, strong = prep(raw, "test"), prep(raw, "weak", g), prep(raw, "strong", g)
+    assert test.shape == weak.shape == strong.shape == (8, 3, 32, 32)
+    torch.testing.assert_close(test, (raw.permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.25)
+    assert not torch.equal(test, weak) and not torch.equal(weak, strong)
+    # A pure translation keeps each image's pixels (up to the zero padding that enters).
+    shifted = prep.__class__(is_image=True, mean=torch.zeros(3), std=torch.ones(3), crop_padding=2)(
+        raw, "weak", g
+    )
+    assert (shifted * 255).round().to(torch.uint8).unique().numel() <= raw.unique().numel() + 1

@@ -144,6 +144,16 @@ def test_small_cnn_input_sizes(shape, channels):
     assert model(torch.randn(2, *shape)).shape == (2, 10)
 
 
+def test_small_cnn_compute_budget():
+    # ~20 MFLOP per 32x32x3 image keeps CPU runs fast (about 1000 training images/s on one core).
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = SmallCNN(10).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.randn(1, 3, 32, 32))
+    assert counter.get_total_flops() <= 21e6
+
+
 def test_wide_resnet_parameters_and_dropout():
     with pytest.raises(ValueError, match="6n"):
         WideResNet(depth=27)

@@ -96,7 +96,7 @@ def prepare_data(cfg: Config, device: torch.device, *, corrupt_meta: bool) -> Ex
     from ..data.registry import load_dataset
     from ..data.split import make_noisy_split
 
-    bundle = load_dataset(cfg.dataset, cfg.root, download=cfg.download)
+    bundle = load_dataset(cfg.dataset, cfg.root, download=cfg.download, **cfg.dataset_options)
     if cfg.train_subset is not None:
         bundle = stratified_subset(bundle, cfg.train_subset, seed=cfg.seed)
     protocol, rate, params = noise_options(cfg, bundle)

@@ -262,7 +262,7 @@ class Engine:
         for epoch in range(self.epoch, self.cfg.epochs):
             self.epoch = epoch
             start = time.perf_counter()
-            train_stats = self._train_epoch(method, epoch)
+            train_stats = self.train_epoch(method, epoch)
             epoch_seconds = time.perf_counter() - start
             elapsed += epoch_seconds
             record = {"epoch": epoch + 1, **train_stats, **self.evaluate(method), "seconds": epoch_seconds}
@@ -277,7 +277,7 @@ class Engine:
             writer.close()
         return summarize(history, elapsed)
 
-    def _train_epoch(self, method, epoch: int) -> dict[str, float]:
+    def train_epoch(self, method, epoch: int) -> dict[str, float]:
         from tqdm.auto import tqdm
 
         for module in method.eval_modules():
