@@ -71,7 +71,7 @@ class Config:
     dataset: str = "digits"
     root: str | None = None
     download: bool = False
-    # Extra loader options, e.g. {human_labels: path/CIFAR-10_human.pt} for cifar10, {image_size: 64} for folders.
+    # Loader options, e.g. {human_labels: path/CIFAR-10_human.pt} for cifar10, {image_size: 64} for folders.
     dataset_options: dict[str, Any] = field(default_factory=dict)
     train_subset: int | None = None  # a seeded, class-stratified subset of the training set (CPU-sized runs)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
