@@ -33,7 +33,17 @@ def _example(name: str) -> tuple[torch.Tensor, dict]:
     """A batch of 2 small inputs for ``name`` and the create_model input arguments that fit it."""
     if name in FEATURE_MODELS:
         return torch.randn(2, 6), {"feature_dim": 6, **EXTRA_KWARGS.get(name, {})}
-    return torch.randn(2, 3, 16, 16), {"in_channels": 3, **EXTRA_KWARGS.get(name, {})}
+    # 8x8 is the smallest size every network here reduces to at least 1x1 before pooling.
+    return torch.randn(2, 3, 8, 8), {"in_channels": 3, **EXTRA_KWARGS.get(name, {})}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Tiny batches gain nothing from a second thread, and two threads collapse when another process is busy.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module", params=list_models())
