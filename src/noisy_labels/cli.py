@@ -169,12 +169,133 @@ def _add_data_parser(sub) -> None:
     p.set_defaults(func=cmd_data)
 
 
+def _load_array_input(path: str, what: str, *, key: str = "x") -> np.ndarray:
+    """A .npy array, or the ``key`` array of an .npz (e.g. a ``noisy-labels features`` file)."""
+    p = Path(path)
+    if not p.is_file():
+        raise CLIError(f"{what} file not found: {p}")
+    try:
+        loaded = np.load(p, allow_pickle=False)
+    except ValueError as exc:
+        raise CLIError(f"cannot read {p} as a .npy/.npz array without pickles: {exc}") from exc
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        with loaded:
+            if key not in loaded:
+                raise CLIError(f"{p} has no array {key!r}; found {sorted(loaded.keys())}.")
+            return loaded[key]
+    return loaded
+
+
+def cmd_purify(args: argparse.Namespace) -> None:
+    from dataclasses import asdict
+
+    from .config import params_from_dict, parse_overrides
+    from .purify import DMLPPurifier, PurifyParams
+    from .purify.outputs import OUTPUT_FILES, format_report, write_outputs
+
+    out = Path(args.out)
+    for name in OUTPUT_FILES:
+        _refuse_overwrite(out / name, args.overwrite)
+    params = params_from_dict(PurifyParams, parse_overrides(args.set or []), prefix=f"{args.method}.")
+    features = _load_array_input(args.features, "features")
+    labels = _load_array_input(args.labels, "labels", key="y")
+    clean_features = _load_array_input(args.clean_features, "clean features")
+    clean_labels = _load_array_input(args.clean_labels, "clean labels", key="y")
+    true_labels = _load_array_input(args.true_labels, "true labels", key="y") if args.true_labels else None
+    result = DMLPPurifier(params, seed=args.seed, threads=args.threads).fit(
+        features,
+        labels,
+        clean_features,
+        clean_labels,
+        num_classes=args.num_classes,
+        true_labels=true_labels,
+        progress=not args.quiet,
+    )
+    given = np.asarray(labels).astype(np.int64)
+    summary = write_outputs(out, result, given, params=asdict(params), true_labels=true_labels)
+    print(format_report(summary, out, top=args.top))
+
+
+def cmd_features(args: argparse.Namespace) -> None:
+    from .ssl import SimCLRParams, make_feature_file
+
+    simclr = None
+    if args.simclr:
+        simclr = SimCLRParams(epochs=args.simclr_epochs, max_images=args.simclr_max_images)
+    info = make_feature_file(
+        args.out,
+        dataset=args.dataset,
+        root=args.root,
+        run_dir=args.checkpoint,
+        module=args.module,
+        simclr=simclr,
+        model=args.model,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        device=args.device,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    if info["cached"]:
+        print(f"{info['path']} exists: reusing it (pass --overwrite to recompute)")
+    else:
+        test = tuple(info["test_shape"]) if info["test_shape"] else None
+        print(
+            f"{info['source']}: train {tuple(info['train_shape'])}, test {test} "
+            f"in {info['seconds']:.1f} s -> {info['path']}"
+        )
+
+
+def _add_purify_parser(sub) -> None:
+    p = sub.add_parser(
+        "purify", help="correct noisy labels from features and a small clean set (DMLP); CSV + soft labels"
+    )
+    p.add_argument("--features", required=True, help="training features, .npy (N, d) (or .npz key 'x')")
+    p.add_argument("--labels", required=True, help="their given (noisy) labels, .npy of integers 0..C-1")
+    p.add_argument("--clean-features", required=True, help="features of the trusted clean set, .npy (n, d)")
+    p.add_argument("--clean-labels", required=True, help="its labels, .npy (every class present)")
+    p.add_argument("--out", required=True, help="output folder (purified.csv, soft_labels.npy, ...)")
+    p.add_argument("--method", default="dmlp", choices=["dmlp"], help="purifying method")
+    p.add_argument("--num-classes", type=int, help="number of classes (default: largest label + 1)")
+    p.add_argument("--true-labels", help="optional .npy of the true labels, only to report label accuracy")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="purifier parameter, e.g. epochs=50 or ridge=1.0"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--top", type=int, default=20, help="suspects to print")
+    p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy machine)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_purify)
+
+
+def _add_features_parser(sub) -> None:
+    p = sub.add_parser("features", help="run a backbone over a data set and cache its features as .npz")
+    p.add_argument("--dataset", required=True, help="mnist, cifar10, digits, ... or a path")
+    p.add_argument("--root", help="folder holding the data files")
+    p.add_argument("--out", required=True, help="the .npz to write (reused if it exists)")
+    p.add_argument("--checkpoint", metavar="RUN_DIR", help="use the trained network of a finished run")
+    p.add_argument("--module", default="model", help="network attribute in the run's checkpoint")
+    p.add_argument("--simclr", action="store_true", help="train the backbone with SimCLR first (no labels)")
+    p.add_argument("--simclr-epochs", type=int, default=10)
+    p.add_argument("--simclr-max-images", type=int, help="SimCLR on a random subset of the training images")
+    p.add_argument("--model", default="small_cnn", help="image model for --simclr (or untrained)")
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--overwrite", action="store_true", help="recompute even if --out exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_features)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="noisy-labels", description="Learning with noisy labels.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_noise_parser(sub)
     _add_data_parser(sub)
     _add_run_parsers(sub)
+    _add_purify_parser(sub)
+    _add_features_parser(sub)
     return parser
 
 

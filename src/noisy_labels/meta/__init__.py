@@ -1,0 +1,58 @@
+"""Shared bi-level machinery of the meta-learning methods (L2RW, MW-Net and variants, L2B, ...).
+
+* :mod:`.functional`: parameter dicts, forwards at arbitrary weights that leave BatchNorm running
+  statistics alone, the one-step look-ahead, RNG replay for dropout.
+* :mod:`.gradients`: exact meta-gradients of per-term loss weights, fast (one forward-mode JVP) and the
+  second-order reference path.
+* :mod:`.weighting`: MW-Net's weighting network and the weight normalisations of L2RW and L2B.
+"""
+
+from .functional import (
+    ParamDict,
+    RngState,
+    buffers_of,
+    capture_rng,
+    dot,
+    functional_forward,
+    lookahead,
+    parameters_of,
+    replay_rng,
+    unwrap,
+)
+from .gradients import (
+    LossVectorFn,
+    MetaLossFn,
+    WeightGrad,
+    grad_dict,
+    jvp_losses,
+    meta_loss_and_grad,
+    weight_grad,
+    weight_grad_second_order,
+)
+from .weighting import L2B_NORMALIZATIONS, WeightNet, l2b_normalize, normalize_sum, rectified_weights
+
+__all__ = [
+    "L2B_NORMALIZATIONS",
+    "LossVectorFn",
+    "MetaLossFn",
+    "ParamDict",
+    "RngState",
+    "WeightGrad",
+    "WeightNet",
+    "buffers_of",
+    "capture_rng",
+    "dot",
+    "functional_forward",
+    "grad_dict",
+    "jvp_losses",
+    "l2b_normalize",
+    "lookahead",
+    "meta_loss_and_grad",
+    "normalize_sum",
+    "parameters_of",
+    "rectified_weights",
+    "replay_rng",
+    "unwrap",
+    "weight_grad",
+    "weight_grad_second_order",
+]

@@ -1,0 +1,117 @@
+"""Turning meta-gradients and weighting-net outputs into per-sample (per-term) weights.
+
+* :class:`WeightNet`: MW-Net's weighting network ``V(l; Theta)``, a 1-100-1 MLP with ReLU and a sigmoid
+  output that maps a sample's loss to its weight (Shu et al., NeurIPS 2019, sec. 3; RMNW-Net sec. 3).
+* :func:`normalize_sum`: divide by the batch sum, with the reference codes' guard for a zero sum (L2RW;
+  the MW-Net/RMNW-Net reference; L2B eq. 9).
+* :func:`rectified_weights`: L2RW's ``w = max(-grad, 0) / sum`` (Ren et al., ICML 2018, restated as
+  L2B eq. 8-9).
+* :func:`l2b_normalize`: L2B's three normalisations of the raw weights ``-grad``: eq. 9 (``"sum"``),
+  sigmoid (eq. 13) and softmax with temperature (eq. 14).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["L2B_NORMALIZATIONS", "WeightNet", "l2b_normalize", "normalize_sum", "rectified_weights"]
+
+L2B_NORMALIZATIONS = ("sum", "sigmoid", "softmax")
+
+
+class WeightNet(nn.Module):
+    """MW-Net's weighting function: per-sample loss -> weight in (0, 1).
+
+    ``sigmoid(W2 relu(W1 l + b1) + b2)`` with one hidden layer of ``hidden`` units (100 in the papers),
+    PyTorch's default ``nn.Linear`` initialisation (as the reference code).
+
+    Parameters
+    ----------
+    hidden : int, default=100
+
+    Examples
+    --------
+    >>> net = WeightNet(hidden=8)
+    >>> tuple(net(torch.tensor([0.1, 2.0, 5.0])).shape)
+    (3,)
+    """
+
+    def __init__(self, hidden: int = 100) -> None:
+        super().__init__()
+        if hidden < 1:
+            raise ValueError(f"hidden must be >= 1, got {hidden}.")
+        self.layers = nn.Sequential(nn.Linear(1, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+    def forward(self, losses: Tensor) -> Tensor:
+        """Weights of shape ``(B,)`` for per-sample losses of shape ``(B,)``."""
+        return torch.sigmoid(self.layers(losses.reshape(-1, 1))).reshape(-1)
+
+
+def normalize_sum(weights: Tensor) -> Tensor:
+    """``w / sum(w)``, or ``w`` unchanged when the sum is zero (every weight clamped to 0).
+
+    The zero-sum guard is the reference codes' (L2RW, MW-Net, RMNW-Net, L2B): a batch whose weights are
+    all zero contributes no update rather than a division by zero. Written without a host sync.
+
+    Examples
+    --------
+    >>> normalize_sum(torch.tensor([1.0, 3.0])).tolist()
+    [0.25, 0.75]
+    >>> normalize_sum(torch.zeros(2)).tolist()
+    [0.0, 0.0]
+    """
+    total = weights.sum()
+    return weights / torch.where(total > 0, total, torch.ones_like(total))
+
+
+def rectified_weights(grad: Tensor) -> Tensor:
+    """L2RW's weights from the meta-gradient at ``w = 0``: ``max(-grad, 0)`` normalised to sum 1.
+
+    Ren et al. 2018 (restated as L2B eq. 8-9): a sample whose gradient agrees with the meta gradient
+    (``grad < 0``: up-weighting it lowers the meta loss) gets a positive weight, the others zero.
+
+    Examples
+    --------
+    >>> rectified_weights(torch.tensor([-1.0, 2.0, -3.0])).tolist()
+    [0.25, 0.0, 0.75]
+    """
+    return normalize_sum(torch.clamp(-grad, min=0.0))
+
+
+def l2b_normalize(grad: Tensor, method: str = "sum", *, temperature: float = 10.0) -> Tensor:
+    """L2B's weights from the meta-gradient ``grad`` of all ``K`` terms (real and pseudo), summing to 1.
+
+    Parameters
+    ----------
+    grad : Tensor of shape (K,)
+        ``dL_meta/dw`` at ``w = 0`` over all terms of the batch (L2B eq. 7 uses ``-eta * grad``).
+    method : {'sum', 'sigmoid', 'softmax'}, default='sum'
+        ``'sum'``: eq. 8-9, ``max(-grad, 0)`` over its sum (``org`` in the reference code).
+        ``'sigmoid'``: eq. 13 ``sigmoid(-grad)``, then divided by the batch sum as the reference code
+        does (eq. 13 alone would leave every weight near 0.5 and the loss scaled by ``K / 2``).
+        ``'softmax'``: eq. 14, ``softmax(-grad / temperature)`` over all ``K`` terms.
+    temperature : float, default=10.0
+        Eq. 14's tau; the paper uses 10.
+
+    Returns
+    -------
+    Tensor of shape (K,)
+
+    Examples
+    --------
+    >>> l2b_normalize(torch.tensor([-1.0, 1.0]), "sum").tolist()
+    [1.0, 0.0]
+    >>> round(l2b_normalize(torch.tensor([-1.0, 1.0]), "softmax", temperature=1.0)[0].item(), 4)
+    0.8808
+    """
+    if method == "sum":
+        return rectified_weights(grad)
+    if method == "sigmoid":
+        return normalize_sum(torch.sigmoid(-grad))
+    if method == "softmax":
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}.")
+        return F.softmax(-grad / temperature, dim=0)
+    raise ValueError(f"unknown L2B normalisation {method!r}; use one of {', '.join(L2B_NORMALIZATIONS)}.")

@@ -1,0 +1,237 @@
+"""DMLP: purify the labels with the decoupled meta label purifier, then train with any method.
+
+Tu et al., "Learning from Noisy Labels with Decoupled Meta Label Purifier", CVPR 2023. Three stages:
+
+1. **Label-free representation** (``dmlp.features``): the stored features of a feature data set, a
+   feature file (``.npy``/``.npz`` with one row per sample of the training set before the meta split,
+   e.g. from ``noisy-labels features``), SimCLR trained here on the training images without labels, or
+   raw pixels (a weak baseline).
+2. **Purification** in :meth:`setup`: :class:`~noisy_labels.purify.DMLPPurifier` (IPC + EAC) on those
+   features with the trusted meta set as the clean validation set. Its parameters are this section's
+   other keys (``dmlp.epochs``, ``dmlp.alpha``, ...; see :class:`~noisy_labels.purify.PurifyParams`).
+3. **Training** (``dmlp.then``): DMLP-Naive is ``then=ce`` (the default); DMLP-X is any other registered
+   method, built with its own config section and trained by the engine as usual, seeing the purified
+   hard labels as its training labels (in its batches and in ``engine.data.train_y``).
+
+``label_acc`` in the logs and ``summary.json`` is the accuracy of the purified labels; ``cleanness`` is
+the purified probability of each given label. The purification's per-epoch history (label accuracy per
+epoch, the paper's Fig. 4) is written to ``dmlp_purify.json`` in the run directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..purify import DMLPPurifier, PurifyParams
+from .base import Method, get_method_class, register_method
+
+
+@dataclass
+class DMLPParams(PurifyParams):
+    """The purifier's parameters plus how to get features and what to train afterwards."""
+
+    then: str = "ce"  # the method trained on the purified labels (DMLP-X); ce = DMLP-Naive
+    features: str = "auto"  # auto | data | simclr | raw | PATH (.npy / .npz key 'x'); auto: data or simclr
+    targets: str = "hard"  # hard | soft (soft-label cross-entropy; only with then=ce)
+    simclr_epochs: int = 10
+    simclr_max_images: int | None = None  # SimCLR on a random subset of the images (CPU budgets)
+    simclr_model: str | None = None  # encoder for SimCLR (e.g. mlp on a CPU); None: the run's model
+
+
+class _EngineView:
+    """The engine as the inner method sees it: the same engine, with the purified labels as ``train_y``."""
+
+    def __init__(self, engine, data) -> None:
+        self._engine = engine
+        self.data = data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+
+@register_method
+class DMLP(Method):
+    """Decoupled meta label purification, then ``then`` on the purified labels."""
+
+    name = "dmlp"
+    Params = DMLPParams
+    requires_meta = True
+
+    def setup(self) -> None:
+        from ..config import params_from_dict
+
+        p, engine = self.params, self.engine
+        if p.then == self.name:
+            raise ValueError("dmlp.then cannot be 'dmlp'; name the method to train on the purified labels.")
+        inner_cls = get_method_class(p.then)
+        if p.targets not in ("hard", "soft"):
+            raise ValueError(f"dmlp.targets must be 'hard' or 'soft', got {p.targets!r}.")
+        if p.targets == "soft" and p.then != "ce":
+            raise ValueError("dmlp.targets=soft is only supported with dmlp.then=ce (soft cross-entropy).")
+        data = engine.data
+        train_f, meta_f = self._features()
+        purify_params = PurifyParams(**{f.name: getattr(p, f.name) for f in dataclasses.fields(PurifyParams)})
+        result = DMLPPurifier(purify_params, seed=engine.cfg.seed).fit(
+            train_f,
+            data.train_y,
+            meta_f,
+            data.meta_y,
+            num_classes=engine.num_classes,
+            true_labels=data.train_clean_y,
+            progress=not engine.cfg.quiet,
+        )
+        self.soft_labels = torch.from_numpy(result.soft_labels).to(engine.device)
+        self.purified = self.soft_labels.argmax(1)
+        self.purify_cleanness = torch.from_numpy(result.cleanness)
+        self._report(result)
+        view = _EngineView(engine, dataclasses.replace(data, train_y=self.purified))
+        section = engine.cfg.method_params.get(p.then, {})
+        self.inner = inner_cls(view, params_from_dict(inner_cls.Params, section, prefix=f"{p.then}."))
+        self.inner.setup()
+
+    # ------------------------------------------------------------------ stage 1: features
+    def _features(self) -> tuple[torch.Tensor, torch.Tensor]:
+        data, source = self.engine.data, self.params.features
+        if source == "auto":
+            source = "simclr" if data.is_image else "data"
+        if source == "data":
+            if data.is_image:
+                raise ValueError(
+                    "dmlp.features=data needs a feature data set; for images use simclr or a file."
+                )
+            return data.train_x, data.meta_x
+        if source == "raw":
+            flat = [
+                a.reshape(len(a), -1).float() / (255.0 if data.is_image else 1.0)
+                for a in (data.train_x, data.meta_x)
+            ]
+            return flat[0], flat[1]
+        if source == "simclr":
+            return self._simclr_features()
+        return self._file_features(Path(source).expanduser())
+
+    def _simclr_features(self) -> tuple[torch.Tensor, torch.Tensor]:
+        from ..models import create_model
+        from ..ssl import SimCLRParams, extract_features, train_simclr
+        from ..ssl.simclr import image_stats
+
+        engine, data, p = self.engine, self.engine.data, self.params
+        if not data.is_image:
+            raise ValueError("dmlp.features=simclr needs images; this data set holds feature vectors.")
+        images = torch.cat([data.train_x, data.meta_x])  # no labels are read
+        name = p.simclr_model or engine.model_name()
+        net = create_model(name, num_classes=engine.num_classes, input_shape=data.input_shape)
+        encoder = net.backbone.to(engine.device)
+        params = SimCLRParams(epochs=p.simclr_epochs, max_images=p.simclr_max_images)
+        history = train_simclr(
+            encoder,
+            images,
+            params,
+            feature_dim=net.feature_dim,
+            seed=engine.cfg.seed,
+            progress=not engine.cfg.quiet,
+        )
+        if not engine.cfg.quiet:
+            first, last = history[0]["loss"], history[-1]["loss"]
+            print(f"dmlp: SimCLR {len(history)} epochs, NT-Xent {first:.3f} -> {last:.3f}")
+        mean, std = image_stats(data.train_x)
+        feats = [
+            torch.from_numpy(extract_features(encoder, a, mean=mean, std=std, device=engine.device))
+            for a in (data.train_x, data.meta_x)
+        ]
+        return feats[0], feats[1]
+
+    def _file_features(self, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+        data = self.engine.data
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"dmlp.features: no file {path} (expected .npy/.npz, or auto|data|simclr|raw)."
+            )
+        arrays = np.load(path, allow_pickle=False)
+        feats = arrays["x"] if path.suffix == ".npz" else arrays
+        rows = len(data.train_index) + len(data.meta_index)
+        if feats.ndim != 2 or len(feats) != rows:
+            raise ValueError(
+                f"dmlp.features={path} has shape {feats.shape}; it needs one row per sample of the training "
+                f"set before the meta split ({rows} rows; with train_subset the rows of that subset)."
+            )
+        feats = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))
+        return feats[torch.from_numpy(data.train_index)], feats[torch.from_numpy(data.meta_index)]
+
+    def _report(self, result) -> None:
+        cfg, data = self.engine.cfg, self.engine.data
+        record: dict[str, Any] = {
+            "setup_seconds": result.setup_seconds,
+            "seconds": result.seconds,
+            "changed": float((result.hard_labels != data.train_y.cpu().numpy()).mean()),
+            "history": result.history,
+        }
+        if data.train_clean_y is not None:
+            clean = data.train_clean_y.cpu().numpy()
+            record["label_acc_before"] = float((data.train_y.cpu().numpy() == clean).mean())
+            record["label_acc"] = float((result.hard_labels == clean).mean())
+        if cfg.out and getattr(self.engine.dist, "is_main", True):
+            out = Path(cfg.out)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "dmlp_purify.json").write_text(json.dumps(record, indent=1))
+            np.save(out / "soft_labels.npy", result.soft_labels)
+        if not cfg.quiet:
+            acc = (
+                f"; label accuracy {record['label_acc_before']:.4f} -> {record['label_acc']:.4f}"
+                if "label_acc" in record
+                else ""
+            )
+            print(
+                f"dmlp: purified {len(result.hard_labels)} labels in {result.seconds:.1f} s{acc}", flush=True
+            )
+
+    # ------------------------------------------------------------------ stage 3: delegate to `then`
+    def train_step(self, batch):
+        from ..engine import Batch
+
+        if self.params.targets == "soft":
+            return self._soft_ce_step(batch)
+        return self.inner.train_step(Batch(batch.index, batch.raw, batch.x, self.purified[batch.index]))
+
+    def _soft_ce_step(self, batch) -> dict[str, torch.Tensor]:
+        inner = self.inner
+        with self.engine.autocast():
+            logits = inner.model(batch.x)
+            loss = -(self.soft_labels[batch.index] * F.log_softmax(logits.float(), dim=1)).sum(1).mean()
+        self.engine.step(loss, inner.optimizer)
+        acc = (logits.argmax(1) == self.purified[batch.index]).float().mean()
+        return {"loss": loss.detach(), "acc": acc.detach()}
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self.inner.on_epoch_start(epoch)
+
+    def on_epoch_end(self, epoch: int) -> None:
+        self.inner.on_epoch_end(epoch)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner.predict(x)
+
+    def eval_modules(self):
+        return self.inner.eval_modules()
+
+    def cleanness(self) -> np.ndarray:
+        return self.purify_cleanness.numpy()
+
+    def corrected_labels(self) -> np.ndarray:
+        return self.purified.cpu().numpy()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "inner": self.inner.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        self.inner.load_state_dict(state.pop("inner"))
+        super().load_state_dict(state)

@@ -1,0 +1,191 @@
+"""ELR and ELR+: Liu, Niles-Weed, Razavian & Fernandez-Granda, "Early-learning regularization prevents
+memorization of noisy labels", NeurIPS 2020.
+
+**ELR** (sec. 4.1). Each training sample keeps a target ``t_i``, a temporal ensemble of the network's
+predictions, ``t_i <- beta t_i + (1 - beta) p_i`` at every visit, and the loss adds
+
+    L = CE(p_i, y_i) + lambda * log(1 - <p_i, t_i>)
+
+Its gradient w.r.t. the logits is ``p_i - y_i + lambda g_i`` with ``g_ic = p_ic (<p_i, t_i> - t_ic) /
+(1 - <p_i, t_i>)`` (the paper's gradient analysis, sec. 4.1): while the network is still right about a
+sample (early learning), the term pulls ``p_i`` towards the target, so the gradient of a wrongly labelled
+sample is not dominated by its wrong label, and clean samples' gradients keep their weight. The targets
+are detached.
+
+**ELR+** (sec. 4.2): two networks, each with a weight average (mean teacher, ``theta~ <- gamma theta~ +
+(1 - gamma) theta``, ``gamma = 0.997``); the targets of network ``k`` are the temporal ensemble of the
+*other* network's weight-averaged predictions; mixup (``alpha = 1``) on the inputs, mixing the given
+labels and the targets with the same ``lambda``; test predictions average the two weight-averaged
+networks.
+
+Settings (sec. 5 and appendix; the public configs as we recall them: verify before a paper run):
+CIFAR-10 ``beta = 0.7``, ``lambda = 3``; CIFAR-100 ``beta = 0.9``, ``lambda = 7``. ELR: ResNet-34, SGD
+momentum 0.9, weight decay 1e-3, lr 0.02, batch 128, 120 epochs, lr x 0.01 at epochs 40 and 80. ELR+:
+PreAct ResNet-18, weight decay 5e-4, lr 0.02, 200 epochs.
+
+Choices: predictions are clamped to ``[1e-4, 1 - 1e-4]`` before the target update and the regulariser
+(keeps ``log(1 - <p, t>)`` finite); targets start at zero (first visit gives ``(1 - beta) p``); the weight
+average uses ``min(gamma, 1 - 1/(s + 1))`` at its ``s``-th update (Tarvainen & Valpola 2017), so short CPU
+runs do not average in the random initialisation for hundreds of steps; ELR+ mixup is plain mixup (no
+``max(lam, 1 - lam)``); a network's targets are updated from the unmixed batch.
+
+DMLP-ELR+: labels only from ``batch.y``; the cleanness score (``t_i[y_i]``, the temporal ensemble's
+belief in the given label) reads ``train_labels()``. Corrected labels: the targets (soft).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._selection import WholeSetLabels, ensemble_log_probs, eval_mode, mixup
+from .base import Method, _unwrap, register_method
+
+
+def elr_regularizer(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``mean_i log(1 - <p_i, t_i>)`` (ELR's regulariser; minimising it raises ``<p, t>``)."""
+    return torch.log1p(-(probs * targets).sum(dim=1)).mean()
+
+
+@torch.no_grad()
+def update_targets(
+    targets: torch.Tensor, index: torch.Tensor, probs: torch.Tensor, beta: float
+) -> torch.Tensor:
+    """In place ``t[index] <- beta t[index] + (1 - beta) p / sum(p)`` (ELR's temporal ensemble).
+
+    Returns the updated rows ``t[index]``.
+    """
+    probs = probs.detach().float()
+    targets[index] = beta * targets[index] + (1.0 - beta) * probs / probs.sum(dim=1, keepdim=True)
+    return targets[index]
+
+
+def clamped_softmax(logits: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    return F.softmax(logits.float(), dim=1).clamp(eps, 1.0 - eps)
+
+
+def _check(section: str, params) -> None:
+    if not 0.0 <= params.beta < 1.0 or params.lam < 0:
+        raise ValueError(f"{section}.beta must lie in [0, 1) and {section}.lam be >= 0, got {params}.")
+    if not 0.0 <= getattr(params, "ema_decay", 0.0) < 1.0:
+        raise ValueError(f"{section}.ema_decay must lie in [0, 1), got {params.ema_decay}.")
+
+
+class _TargetsMixin(WholeSetLabels):
+    """Cleanness and corrected labels from per-sample targets ``self.targets`` of shape (K, N, C)."""
+
+    targets: torch.Tensor
+
+    def cleanness(self) -> np.ndarray:
+        labels = self.train_labels()
+        mean = self.targets.mean(0)
+        return mean.gather(1, labels[:, None]).squeeze(1).cpu().numpy()
+
+    def corrected_labels(self) -> np.ndarray:
+        return self.targets.mean(0).cpu().numpy()
+
+
+@dataclass
+class ELRParams:
+    beta: float = 0.7  # temporal-ensemble momentum (CIFAR-10 0.7, CIFAR-100 0.9)
+    lam: float = 3.0  # regularisation weight lambda (CIFAR-10 3, CIFAR-100 7)
+
+
+@register_method
+class ELR(_TargetsMixin, Method):
+    """Early-learning regularisation (Liu et al., NeurIPS 2020, sec. 4.1); see the module docstring."""
+
+    name = "elr"
+    Params = ELRParams
+
+    def setup(self) -> None:
+        _check(self.name, self.params)
+        super().setup()
+        engine = self.engine
+        self.targets = torch.zeros(1, engine.num_train, engine.num_classes, device=engine.device)
+
+    def train_step(self, batch):
+        with self.engine.autocast():
+            logits = self.model(batch.x).float()
+        probs = clamped_softmax(logits)
+        target = update_targets(self.targets[0], batch.index, probs, self.params.beta)
+        ce = F.cross_entropy(logits, batch.y)
+        reg = elr_regularizer(probs, target)
+        loss = ce + self.params.lam * reg
+        self.engine.step(loss, self.optimizer)
+        return {"loss": loss.detach(), "ce": ce.detach(), "elr": reg.detach(),
+                "acc": (logits.detach().argmax(1) == batch.y).float().mean()}  # fmt: skip
+
+
+@dataclass
+class ELRPlusParams:
+    beta: float = 0.7
+    lam: float = 3.0
+    ema_decay: float = 0.997  # gamma of the weight average
+    mixup_alpha: float = 1.0  # 0 disables mixup
+    cross_targets: bool = True  # targets of net k from the other net's weight average (False: its own)
+
+
+@torch.no_grad()
+def ema_update(average: nn.Module, model: nn.Module, decay: float) -> None:
+    """``theta~ <- decay theta~ + (1 - decay) theta``; buffers (BatchNorm statistics) are copied."""
+    for avg, cur in zip(average.parameters(), _unwrap(model).parameters(), strict=True):
+        avg.lerp_(cur.detach(), 1.0 - decay)
+    for avg, cur in zip(average.buffers(), _unwrap(model).buffers(), strict=True):
+        avg.copy_(cur)
+
+
+@register_method
+class ELRPlus(_TargetsMixin, Method):
+    """ELR+ (Liu et al., NeurIPS 2020, sec. 4.2): two networks, weight averaging, mixup, ELR."""
+
+    name = "elr_plus"
+    Params = ELRPlusParams
+
+    def setup(self) -> None:
+        _check(self.name, self.params)
+        engine = self.engine
+        self.net1, self.net2 = engine.new_model(), engine.new_model()
+        self.opt1 = engine.new_optimizer(self.net1.parameters())
+        self.opt2 = engine.new_optimizer(self.net2.parameters())
+        self.avg1, self.avg2 = (
+            copy.deepcopy(_unwrap(n)).requires_grad_(False) for n in (self.net1, self.net2)
+        )
+        self.targets = torch.zeros(2, engine.num_train, engine.num_classes, device=engine.device)
+        self.avg_updates = torch.zeros((), dtype=torch.long)
+
+    def train_step(self, batch):
+        stats = [self._step(k, batch) for k in (0, 1)]
+        self.avg_updates += 1
+        return {key: (stats[0][key] + stats[1][key]) / 2 for key in stats[0]}
+
+    def _step(self, k: int, batch) -> dict[str, torch.Tensor]:
+        p, engine = self.params, self.engine
+        net, opt, avg = (self.net1, self.opt1, self.avg1) if k == 0 else (self.net2, self.opt2, self.avg2)
+        teacher = (self.avg2 if k == 0 else self.avg1) if p.cross_targets else avg
+        with torch.no_grad(), eval_mode(teacher), engine.autocast():
+            teacher_probs = clamped_softmax(teacher(batch.x))
+        target = update_targets(self.targets[k], batch.index, teacher_probs, p.beta)
+        onehot = F.one_hot(batch.y, engine.num_classes).float()
+        mixed_x, mixed, _, _ = mixup(batch.x, torch.cat([onehot, target], 1), p.mixup_alpha,
+                                     generator=engine.generator)  # fmt: skip
+        mixed_y, mixed_t = mixed.split(engine.num_classes, dim=1)
+        with engine.autocast():
+            logits = net(mixed_x).float()
+        ce = -(mixed_y * F.log_softmax(logits, dim=1)).sum(1).mean()
+        reg = elr_regularizer(clamped_softmax(logits), mixed_t)
+        loss = ce + p.lam * reg
+        engine.step(loss, opt)
+        ema_update(avg, net, min(p.ema_decay, 1.0 - 1.0 / (int(self.avg_updates) + 1)))
+        return {"loss": loss.detach(), "ce": ce.detach(), "elr": reg.detach()}
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return ensemble_log_probs((self.avg1, self.avg2), x)
+
+
+__all__ = ["ELR", "ELRParams", "ELRPlus", "ELRPlusParams", "elr_regularizer", "ema_update", "update_targets"]

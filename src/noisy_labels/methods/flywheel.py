@@ -1,0 +1,347 @@
+"""LNL-flywheel: two interconnected EM cycles (Kim et al., "Learning with Noisy Labels: Interconnection of
+Two Expectation-Maximizations", ICCV 2023, sec. 3-4).
+
+A main network ``g`` tells clean labels from corrupted ones, an auxiliary network ``f`` refurbishes them:
+
+* main E-step (eq. 4): cleanness ``q_i = q(s_i = 1)`` from ``gamma``, ``g(x_i)[y~_i]`` and ``eps_i``;
+* main M-step: ``gamma = mean q`` (eq. 6); ``g`` trained on the resampled labels ``y^_i = argmax f(x_i)``
+  with the confidence regulariser, ``CE + lambda * eta`` (eq. 8-9, lambda = 3);
+* auxiliary E-step (eq. 11): targets ``q_i(y) = q_i e_{y~_i} + (1 - q_i) f(x_i)``, ``f`` averaged over two
+  weak augmentations;
+* auxiliary M-step: ``f`` trained with soft CE on ``q_i(y)`` under MixUp (eq. 13) plus ``alpha * L_con`` on
+  strong views (alpha = 0.025); ``T`` and ``T_c`` in closed form; ``eps_i = (f(x_i) T_c)[y~_i]`` (eq. 14).
+
+Inference uses ``f`` only. :meth:`Flywheel.cleanness` is ``q``, :meth:`Flywheel.corrected_labels` is ``y^``.
+
+Choices the paper leaves open (all documented, most switchable in ``FlywheelParams``):
+
+* **Scheduling.** One cycle per epoch. The whole-set steps (both E-steps, ``gamma``, ``T``, ``T_c``,
+  ``eps``, ``y^``) run at the end of every epoch (:meth:`Flywheel.on_epoch_end`); during the next epoch both
+  networks take their gradient M-steps on the same batches. So ``g`` learns from the ``y^`` of the ``f`` at
+  the start of the epoch, not of the ``f`` that finishes it (a lag of one ``f`` update; training them one
+  after the other would double the epochs).
+* **Views.** ``g`` is evaluated without augmentation for eq. 4; ``f`` on two weak views, averaged (sec. 4.1),
+  one pass for feature inputs, where the weak view is the identity. ``y^`` is the argmax of that average.
+* **Warm-up** (``warmup_epochs``): plain CE of both networks on the given labels (no CR, MixUp or
+  contrastive loss). At the end of every warm-up epoch ``gamma`` is reset to ``f``'s training accuracy
+  (agreement of its prediction with the given labels, sec. 4.1) and ``eps`` to ``1/K``, so ``q`` and
+  ``y^`` are reported from the first epoch; the last warm-up epoch's boundary is the paper's initialisation.
+  ``eps_i`` from eq. 14 is used from the second cycle on, once a ``T_c`` exists.
+* **CR** (eq. 9): expectation under the empirical marginal of ``y^`` (``cr_prior="empirical"``; Lemma 1
+  assumes uniform labels, ``"uniform"``); ``log(softmax + 1e-8)`` as in the CORES^2 code, since the
+  regulariser is unbounded below otherwise. Full ``lambda`` from the first cycle; ``cr_ramp_epochs``
+  ramps it linearly instead (as CORES^2 ramps its weight). With ``lambda > 1`` the regulariser rewards
+  confidence in *any* class, so a weak ``g`` at the end of the warm-up can collapse onto one class.
+* **MixUp**: one ``lam ~ Beta(mixup_alpha, mixup_alpha)`` per batch, ``lam = max(lam, 1 - lam)`` (DivideMix),
+  partners by a random permutation of the batch, mixing the weak views and the targets. ``mixup_alpha``
+  is not given: default 4 (DivideMix, CIFAR). Mixing unsharpened self-targets smooths ``f`` further every
+  cycle; on small CPU problems a small alpha works better (see ``configs/mnist_flywheel_sym80.yaml``).
+  The Beta draw uses the global torch RNG (seeded and checkpointed by the engine).
+* **Contrastive loss** (the paper cites SimCLR [8] and SupCon [19]): SimCLR's NT-Xent over two strong views
+  of every batch sample, temperature 0.5 (UNICON's), through a 2-layer projection head to ``proj_dim`` on
+  ``f``'s backbone features (``contrastive="simclr"``); ``"supcon"`` uses ``argmax q_i(y)`` as labels. The
+  engine's ``strong`` view stands in for RandAugment (see :mod:`noisy_labels.engine.augment`).
+* No sharpening of ``f`` in eq. 11; a row of ``T``/``T_c`` without mass is uniform. ``T_c`` keeps a diagonal:
+  in the mixture of eq. 1 a label drawn from the outlier distribution may equal the true class, and
+  clean samples with ``q < 1`` contribute their corrupted part too.
+
+Table 6 ablations: ``cr_lambda=0`` (w/o CR); ``auxiliary=false`` (w/o Aux.: ``g`` alone with eq. 7's
+``q``-reweighted CE on the given labels plus CR, ``eps = 1/K``, ``gamma`` initialised from ``g``'s training
+accuracy, inference with ``g``, no corrected labels); ``fixed_epsilon=true`` (``eps = 1/K`` throughout; ``T``
+and ``T_c`` are still estimated); ``contrastive=none`` (w/o CL).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..engine.distributed import wrap_model
+from .base import Method, _unwrap, register_method
+from .flywheel_em import (
+    clean_posterior,
+    corruption_transition,
+    estimate_transition,
+    main_loss,
+    mixup,
+    nt_xent,
+    per_sample_epsilon,
+    refurbished_targets,
+    soft_cross_entropy,
+    update_gamma,
+)
+
+CONTRASTIVE = ("simclr", "supcon", "none")
+CR_PRIORS = ("empirical", "uniform")
+
+
+@dataclass
+class FlywheelParams:
+    warmup_epochs: int = 10  # CE warm-up of both networks (paper, CIFAR: 10)
+    cr_lambda: float = 3.0  # eq. 8's lambda; 0 = the "w/o CR" ablation
+    cr_ramp_epochs: int = 0  # lambda grows linearly over the first cycles (CORES^2 ramps); 0 = constant
+    cr_prior: str = "empirical"  # p_data(y^) in eq. 9: "empirical" marginal of y^ | "uniform"
+    alpha: float = 0.025  # weight of the contrastive loss in f's loss
+    contrastive: str = "simclr"  # "simclr" | "supcon" | "none" (the "w/o CL" ablation)
+    temperature: float = 0.5  # of the contrastive loss
+    proj_dim: int = 128  # output width of the projection head
+    mixup_alpha: float = 4.0  # Beta(a, a) of MixUp in f's loss; 0 = no MixUp
+    auxiliary: bool = True  # false = the "w/o Aux." ablation (g alone, eq. 7)
+    fixed_epsilon: bool = False  # true = the "eps fixed" ablation (1/K throughout)
+
+
+def _check(params: FlywheelParams) -> None:
+    p = params
+    if p.cr_ramp_epochs < 0:
+        raise ValueError(f"flywheel.cr_ramp_epochs must be >= 0, got {p.cr_ramp_epochs}.")
+    if p.warmup_epochs < 1:
+        raise ValueError(
+            f"flywheel.warmup_epochs must be >= 1 (gamma starts from it), got {p.warmup_epochs}."
+        )
+    for key in ("cr_lambda", "alpha", "mixup_alpha"):
+        if getattr(p, key) < 0:
+            raise ValueError(f"flywheel.{key} must be >= 0, got {getattr(p, key)}.")
+    if p.temperature <= 0 or p.proj_dim < 1:
+        raise ValueError("flywheel.temperature must be > 0 and flywheel.proj_dim >= 1.")
+    for key, allowed in (("contrastive", CONTRASTIVE), ("cr_prior", CR_PRIORS)):
+        if getattr(p, key) not in allowed:
+            raise ValueError(f"flywheel.{key} must be one of {', '.join(allowed)}, got {getattr(p, key)!r}.")
+
+
+@contextmanager
+def _eval_mode(*modules: nn.Module):
+    """Modules in eval mode inside the block, their previous modes restored after."""
+    modes = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(modules, modes, strict=True):
+            m.train(mode)
+
+
+@register_method
+class Flywheel(Method):
+    """LNL-flywheel: main EM on ``g`` (clean/corrupted), auxiliary EM on ``f`` (refurbishing, inference).
+
+    Attributes (tensors on the device, checkpointed)
+    ------------------------------------------------
+    q : (N,) cleanness probabilities (eq. 4).  gamma : () mixture weight (eq. 6).
+    eps : (N,) outlier likelihoods (eq. 14).  targets : (N, K) refurbished targets (eq. 11).
+    yhat : (N,) resampled labels for ``g``.  transition, transition_c : (K, K) ``T`` and ``T_c``.
+    prior : (K,) label marginal of the CR.  cycles : () number of EM boundaries done.
+    """
+
+    name = "flywheel"
+    Params = FlywheelParams
+
+    # ------------------------------------------------------------------ building
+    def setup(self) -> None:
+        p, e = self.params, self.engine
+        _check(p)
+        n, k, dev = e.num_train, e.num_classes, e.device
+        self.g = e.new_model()
+        self.g_opt = e.new_optimizer(self.g.parameters())
+        if p.auxiliary:
+            self.f = e.new_model()
+            params = list(self.f.parameters())
+            if p.contrastive != "none":
+                d = _unwrap(self.f).feature_dim
+                head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, p.proj_dim)).to(dev)
+                self.proj = wrap_model(head, e.dist, dev)
+                params += list(self.proj.parameters())
+            self.f_opt = e.new_optimizer(params)
+            self.targets = torch.zeros(n, k, device=dev)
+            self.transition = torch.eye(k, device=dev)
+            self.transition_c = torch.full((k, k), 1.0 / k, device=dev)
+        self.q = torch.ones(n, device=dev)
+        self.gamma = torch.ones((), device=dev)
+        self.eps = torch.full((n,), 1.0 / k, device=dev)
+        self.yhat = self.train_labels().clone()
+        self.prior = torch.full((k,), 1.0 / k, device=dev)
+        self.cycles = torch.zeros((), dtype=torch.long, device=dev)
+
+    def train_labels(self) -> torch.Tensor:
+        """The given (noisy) training labels ``(N,)`` for whole-set passes; override to feed purified ones."""
+        return self.engine.data.train_y
+
+    # ------------------------------------------------------------------ gradient M-steps (per batch)
+    def train_step(self, batch) -> dict[str, torch.Tensor]:
+        if self.engine.epoch < self.params.warmup_epochs:
+            stats = {"loss_g": self._ce_step(self.g, self.g_opt, batch)}
+            if self.params.auxiliary:
+                stats["loss_f"] = self._ce_step(self.f, self.f_opt, batch)
+            return stats
+        stats = self._f_step(batch) if self.params.auxiliary else {}
+        return stats | self._g_step(batch) | {"gamma": self.gamma.detach()}
+
+    def _ce_step(self, net: nn.Module, opt: torch.optim.Optimizer, batch) -> torch.Tensor:
+        with self.engine.autocast():
+            loss = F.cross_entropy(net(batch.x).float(), batch.y)
+        self.engine.step(loss, opt)
+        return loss.detach()
+
+    def _f_step(self, batch) -> dict[str, torch.Tensor]:
+        """Auxiliary M-step for ``f``: soft CE on ``q_i(y)`` under MixUp (eq. 13) + ``alpha * L_con``."""
+        p, e = self.params, self.engine
+        x, targets = batch.x, self.targets[batch.index]
+        if p.mixup_alpha > 0:
+            lam = float(torch.distributions.Beta(p.mixup_alpha, p.mixup_alpha).sample())
+            perm = torch.randperm(len(x), generator=e.generator).to(x.device)
+            x, targets = mixup(x, targets, max(lam, 1.0 - lam), perm)
+        with e.autocast():
+            loss_ce = soft_cross_entropy(self.f(x), targets)
+            loss, stats = loss_ce, {"loss_f": loss_ce.detach()}
+            if p.contrastive != "none" and p.alpha > 0:
+                views = torch.cat([e.prepare(batch.raw, "strong"), e.prepare(batch.raw, "strong")])
+                _, feats = self.f(views, return_features=True)
+                z = self.proj(feats)
+                labels = self.targets[batch.index].argmax(1) if p.contrastive == "supcon" else None
+                b = len(batch.index)
+                loss_con = nt_xent(z[:b], z[b:], p.temperature, labels)
+                loss = loss + p.alpha * loss_con
+                stats["loss_con"] = loss_con.detach()
+        e.step(loss, self.f_opt)
+        return stats
+
+    def _g_step(self, batch) -> dict[str, torch.Tensor]:
+        """Main M-step for ``g``: eq. 8 on the resampled labels (eq. 7 reweighting without ``f``)."""
+        p = self.params
+        with self.engine.autocast():
+            logits = self.g(batch.x)
+        lam = self.cr_lambda()
+        if p.auxiliary:
+            loss = main_loss(logits, self.yhat[batch.index], self.prior, lam)
+        else:
+            loss = main_loss(logits, batch.y, self.prior, lam, weights=self.q[batch.index])
+        self.engine.step(loss, self.g_opt)
+        return {"loss_g": loss.detach()}
+
+    def cr_lambda(self) -> float:
+        """eq. 8's lambda at the current step: ramped over ``cr_ramp_epochs`` after the warm-up if set."""
+        p = self.params
+        if p.cr_ramp_epochs <= 0:
+            return p.cr_lambda
+        into = self.engine.progress() - p.warmup_epochs
+        return p.cr_lambda * min(1.0, max(0.0, into) / p.cr_ramp_epochs)
+
+    # ------------------------------------------------------------------ E-steps and closed forms (per epoch)
+    def on_epoch_end(self, epoch: int) -> None:
+        self.em_boundary(warmup=epoch < self.params.warmup_epochs)
+
+    @torch.no_grad()
+    def em_boundary(self, *, warmup: bool) -> None:
+        """All whole-set steps between two cycles: eq. 14, eq. 4, eq. 6, eq. 11, ``T``, ``T_c``, ``y^``."""
+        p, e = self.params, self.engine
+        noisy, k = self.train_labels(), e.num_classes
+        nets = [self.g, self.f] if p.auxiliary else [self.g]
+        with _eval_mode(*nets):
+            g_prob = F.softmax(e.predict(self.g, e.data.train_x, "test"), dim=1)
+            f_prob = self.aux_prediction() if p.auxiliary else None
+        if warmup:  # initialisation (sec. 4.1): gamma = training accuracy, eps = 1/K
+            ref = f_prob if p.auxiliary else g_prob
+            self.gamma.copy_((ref.argmax(1) == noisy).float().mean())
+            self.eps.fill_(1.0 / k)
+        elif p.auxiliary and not p.fixed_epsilon:
+            self.eps.copy_(per_sample_epsilon(f_prob, self.transition_c, noisy))
+        self.q.copy_(clean_posterior(self.gamma, g_prob.gather(1, noisy[:, None]).squeeze(1), self.eps))
+        self.gamma.copy_(update_gamma(self.q))
+        if p.auxiliary:
+            self.yhat.copy_(f_prob.argmax(1))
+            self.targets.copy_(refurbished_targets(self.q, noisy, f_prob))
+            self.transition.copy_(estimate_transition(self.targets, noisy))
+            self.transition_c.copy_(corruption_transition(self.q, f_prob, noisy))
+        if p.cr_prior == "empirical":
+            self.prior.copy_(torch.bincount(self.yhat, minlength=k).float() / len(self.yhat))
+        self.cycles += 1
+
+    def aux_prediction(self) -> torch.Tensor:
+        """``f``'s softmax over the training set ``(N, K)``, averaged over two weak views (sec. 4.1 (i))."""
+        e = self.engine
+        views = 2 if e.data.is_image else 1  # the weak view of features is the identity
+        return sum(F.softmax(e.predict(self.f, e.data.train_x, "weak"), dim=1) for _ in range(views)) / views
+
+    # ------------------------------------------------------------------ outputs
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference with the auxiliary network only (sec. 4.1); ``g`` in the w/o-Aux. ablation."""
+        return self.f(x) if self.params.auxiliary else self.g(x)
+
+    def cleanness(self) -> np.ndarray | None:
+        """``q(s_i = 1)`` of the latest main E-step (eq. 4), ``(N,)``."""
+        return self.q.cpu().numpy() if int(self.cycles) > 0 else None
+
+    def corrected_labels(self) -> np.ndarray | None:
+        """``f``'s refurbished labels ``y^_i = argmax f(x_i)``, ``(N,)``."""
+        if not self.params.auxiliary or int(self.cycles) == 0:
+            return None
+        return self.yhat.cpu().numpy()
+
+    def estimated_transition(self, *, corrupted_only: bool = True) -> np.ndarray | None:
+        """The latest ``T_c`` (``corrupted_only``) or ``T``, ``(K, K)``; None without the auxiliary net."""
+        if not self.params.auxiliary or int(self.cycles) == 0:
+            return None
+        return (self.transition_c if corrupted_only else self.transition).cpu().numpy()
+
+
+def plot_transition(
+    estimated,
+    true=None,
+    path: str | Path = "transition.png",
+    *,
+    title: str = "",
+    class_names: list[str] | None = None,
+    vmax: float | None = None,
+) -> Path:
+    """Heat-map(s) of an estimated transition matrix, beside the true one if given (the paper's Fig. 3).
+
+    Rows are the clean (source) class ``i``, columns the noisy class ``j`` (the paper's Fig. 3 shows the
+    transpose); one colour scale from 0 to ``vmax``.
+
+    Parameters
+    ----------
+    estimated : array of shape (K, K)
+    true : array of shape (K, K), optional
+    path : str or Path
+        Where the PNG is written.
+    title : str
+    class_names : list of str, optional
+    vmax : float, optional
+        Top of the colour scale; default the largest entry shown.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("estimated", np.asarray(estimated, dtype=float))]
+    if true is not None:
+        panels.insert(0, ("true", np.asarray(true, dtype=float)))
+    k = panels[0][1].shape[0]
+    names = class_names or [str(i) for i in range(k)]
+    top = vmax if vmax is not None else max(float(np.nanmax(m)) for _, m in panels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 0.8, 4.0), squeeze=False)
+    for ax, (label, mat) in zip(axes[0], panels, strict=True):
+        im = ax.imshow(mat, vmin=0.0, vmax=top, cmap="viridis")
+        ax.set(title=label, xlabel="noisy class j", ylabel="clean class i", xticks=range(k), yticks=range(k))
+        ax.set_xticklabels(names, rotation=90 if k > 10 else 0, fontsize=7)
+        ax.set_yticklabels(names, fontsize=7)
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
+    if title:
+        fig.suptitle(title)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

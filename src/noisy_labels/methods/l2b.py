@@ -1,0 +1,141 @@
+"""L2B: Learning to Bootstrap (Zhou et al., "L2B: Learning to Bootstrap for Combating Label Noise").
+
+Each training sample contributes two terms, the cross-entropy with its given label ``f_i`` and with its
+hard pseudo-label ``g_i`` (eq. 1: the argmax of the model's own prediction, detached), weighted by
+per-sample ``alpha_i`` and ``beta_i`` (eq. 3). The weights come from one meta step at
+``alpha = beta = 0`` (eq. 5-7, Algorithm 1 lines 5-9): with ``K = 2B`` terms, the meta-gradient
+``dL_meta/d(alpha, beta)`` is ``-lr <grad f_i, grad L_meta>`` and ``-lr <grad g_i, grad L_meta>``
+(appendix eq. 23 and 28), computed exactly with one JVP by :func:`noisy_labels.meta.weight_grad` (the
+training forward is shared with the real step). Then (eq. 8-10) the raw weights ``-grad`` are normalised
+over all ``2B`` terms and the real step descends ``sum_i alpha_i f_i + beta_i g_i``.
+
+Choices (paper vs. reference code yuyinzhou/L2B):
+
+* ``normalization``: ``"sum"`` eq. 8-9 (rectify, divide by the sum over the 2B terms; the reference's
+  ``org``), ``"sigmoid"`` eq. 13 followed by division by the batch sum as the reference does, or
+  ``"softmax"`` eq. 14 over the 2B terms with temperature ``temperature`` (the paper's tau = 10).
+  Sigmoid and softmax see the raw values ``-grad = lr * <grad l, grad L_meta>``, so their sharpness
+  depends on the look-ahead step size (the classifier's current lr, as in the reference).
+* ``variant`` (the ablations of Table 7): ``"joint"`` (alpha, beta >= 0, the method), ``"alpha_zero"``
+  (pseudo-label terms only), ``"beta_zero"`` (given labels only: L2RW), ``"sum_to_one"`` (per-sample
+  ``alpha_i + beta_i = 1``: each sample's two normalised weights rescaled to sum to 1, equal halves if
+  both are 0, then averaged over the batch; this reweights labels but not samples, eq. 2's form).
+* ``warmup_epochs``: plain cross-entropy for the first epochs (paper: 10 on CIFAR, 1 on ISIC; the
+  reference's default is 1).
+* ``clip_grad_norm``: gradient-norm clipping of the real step (reference: 0.25 CIFAR-10, 0.80 CIFAR-100).
+* The look-ahead is a plain SGD step (eq. 5). The reference code steps a copy of the real optimiser
+  (momentum and weight decay), which moves ``theta'`` away from ``theta`` even at zero weights.
+* Meta batch: a fresh batch of the trusted set per step, as large as the training batch by default.
+* Cleanness score: ``B * alpha_i`` of the sample's latest batch (the weight on its given label; 1 = the
+  plain CE weight).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..meta import L2B_NORMALIZATIONS, LossVectorFn, l2b_normalize
+from .base import register_method
+from .meta_weighting import MetaMethod, check_choice
+
+VARIANTS = ("joint", "alpha_zero", "beta_zero", "sum_to_one")
+
+
+def real_and_pseudo_ce(labels: torch.Tensor) -> LossVectorFn:
+    """``logits -> (2B,)``: CE with the given labels, then CE with the hard pseudo-labels (eq. 1)."""
+
+    def terms(logits: torch.Tensor) -> torch.Tensor:
+        pseudo = logits.detach().argmax(dim=1)
+        real = F.cross_entropy(logits, labels, reduction="none")
+        return torch.cat([real, F.cross_entropy(logits, pseudo, reduction="none")])
+
+    return terms
+
+
+def l2b_weights(
+    grad: torch.Tensor, *, normalization: str = "sum", temperature: float = 10.0, variant: str = "joint"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(alpha, beta)``, each of shape ``(B,)``, from the meta-gradient of the ``2B`` terms.
+
+    Parameters
+    ----------
+    grad : Tensor of shape (2B,)
+        ``dL_meta/dw`` at ``w = 0``: the ``B`` given-label terms, then the ``B`` pseudo-label terms.
+    normalization : {'sum', 'sigmoid', 'softmax'}, default='sum'
+        See :func:`noisy_labels.meta.l2b_normalize` (eq. 9, 13, 14).
+    temperature : float, default=10.0
+    variant : {'joint', 'alpha_zero', 'beta_zero', 'sum_to_one'}, default='joint'
+        The Table 7 ablations; a zeroed family is left out of the normalisation.
+
+    Examples
+    --------
+    >>> alpha, beta = l2b_weights(torch.tensor([-1.0, 0.5, -1.0, -2.0]))
+    >>> alpha.tolist(), beta.tolist()
+    ([0.25, 0.0], [0.25, 0.5])
+    """
+    b = grad.shape[0] // 2
+    zeros = torch.zeros(b, dtype=grad.dtype, device=grad.device)
+    if variant == "alpha_zero":
+        return zeros, l2b_normalize(grad[b:], normalization, temperature=temperature)
+    if variant == "beta_zero":
+        return l2b_normalize(grad[:b], normalization, temperature=temperature), zeros
+    weights = l2b_normalize(grad, normalization, temperature=temperature)
+    alpha, beta = weights[:b], weights[b:]
+    if variant == "sum_to_one":
+        total = alpha + beta
+        share = torch.where(total > 0, alpha / torch.where(total > 0, total, 1.0), 0.5)
+        return share / b, (1.0 - share) / b
+    return alpha, beta
+
+
+@dataclass
+class L2BParams:
+    normalization: str = "sum"  # "sum" (eq. 9) | "sigmoid" (eq. 13) | "softmax" (eq. 14)
+    temperature: float = 10.0  # eq. 14's tau
+    variant: str = "joint"  # "joint" | "alpha_zero" | "beta_zero" | "sum_to_one" (Table 7)
+    warmup_epochs: int = 1  # plain CE first (paper: 10 on CIFAR)
+    clip_grad_norm: float | None = None  # None: the config's grad_clip (paper CIFAR-10: 0.25)
+    meta_loss: str = "ce"  # "ce" | "mae" (robust meta loss for a noisy meta set)
+    meta_grad: str = "fast"  # "fast" (one JVP) | "second_order" (reference double backward)
+    meta_batch_size: int | None = None  # None: the training batch size
+    lookahead_lr: float | None = None  # None: the classifier's current lr (reference)
+
+
+@register_method
+class L2B(MetaMethod):
+    """Learning to Bootstrap: meta-learned per-sample weights of real- and pseudo-label losses."""
+
+    name = "l2b"
+    Params = L2BParams
+
+    def setup(self) -> None:
+        super().setup()
+        p = self.params
+        check_choice("l2b.normalization", p.normalization, L2B_NORMALIZATIONS)
+        check_choice("l2b.variant", p.variant, VARIANTS)
+        if p.temperature <= 0:
+            raise ValueError(f"l2b.temperature must be > 0, got {p.temperature}.")
+
+    def train_step(self, batch):
+        p = self.params
+        if self.engine.epoch < p.warmup_epochs:
+            logits = self.model(batch.x)
+            loss = F.cross_entropy(logits, batch.y)
+            self.engine.step(loss, self.optimizer, clip=p.clip_grad_norm)
+            return {"loss": loss.detach(), "acc": (logits.argmax(1) == batch.y).float().mean().detach()}
+        result = self.meta_gradient(batch.x, real_and_pseudo_ce(batch.y))
+        alpha, beta = l2b_weights(
+            result.grad, normalization=p.normalization, temperature=p.temperature, variant=p.variant
+        )
+        b = len(batch.y)
+        loss = (alpha * result.losses[:b]).sum() + (beta * result.losses[b:]).sum()
+        self.engine.step(loss, self.optimizer, clip=p.clip_grad_norm)
+        self.record_weights(batch.index, alpha * b)
+        return {
+            "loss": loss.detach(),
+            "meta_loss": result.meta_loss,
+            "alpha_mass": alpha.sum().detach(),
+        }

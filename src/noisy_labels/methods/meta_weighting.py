@@ -1,0 +1,249 @@
+"""Meta sample weighting: L2RW, MW-Net, MNW-Net and RMNW-Net, on the exact fast meta-gradient.
+
+All four take one virtual SGD step of the classifier with per-sample weights and judge the weights by
+the loss of the stepped classifier on a meta batch; :mod:`noisy_labels.meta` computes the meta-gradient
+``dL_meta/dw_i = -lr <grad l_i(theta), grad L_meta(theta')>`` with one forward-mode JVP
+(``meta_grad: fast``, default) or by the reference second-order backward (``meta_grad: second_order``);
+both are exact and give the same weights.
+
+* ``l2rw``: Ren et al., "Learning to reweight examples for robust deep learning", ICML 2018. Weights
+  from the meta-gradient at ``w = 0``: ``w = max(-grad, 0) / sum`` (restated as L2B eq. 7-9), then one
+  real step on ``sum_i w_i l_i``. The look-ahead step size only scales ``grad`` and cancels. Optional
+  ``warmup_epochs`` of plain CE (not in the paper; L2B has them): from a random network the weights
+  are uninformative and concentrate on few samples, which slowed the small CNN on MNIST.
+* ``mwnet``: Shu et al., "Meta-Weight-Net", NeurIPS 2019, as restated by RMNW-Net (Ghosh & Lan, WACV
+  2021) sec. 3: a weighting network ``V(l_i; Theta)`` (1-100-1 MLP, ReLU, sigmoid) maps each sample's
+  CE loss to its weight. Per step (their Algorithm 1 / RMNW-Net eq. 2-4): look-ahead
+  ``theta'(Theta) = theta - lr * sum_i w_i(Theta) grad l_i(theta)`` with the weights held as values in
+  the gradient; one SGD step on ``Theta`` down ``dL_meta(theta')/dTheta`` (clean meta set, CE meta
+  loss); then the real step with the *updated* ``Theta``.
+* ``mnwnet``: MW-Net on a *noisy* meta set (the training protocol applied to it), CE meta loss.
+* ``rmnwnet``: MW-Net on a noisy meta set with the MAE meta loss ``2 * mean(1 - p_y)`` (RMNW-Net
+  Theorem 1: a symmetric meta loss has the clean meta-gradient direction in expectation under uniform
+  noise).
+
+Any of them takes ``meta_loss: mae`` and ``meta.corrupt: true`` (RMNW-Net's idea applied to L2RW too).
+
+Choices, and where the papers and the reference code (arghosh/RobustMW-Net, based on the MW-Net code)
+differ:
+
+* Weight normalisation (``normalize``): the papers write the batch *mean* ``(1/n) sum_i w_i l_i``; the
+  reference code divides by the batch *sum* of the weights (if the sum is non-zero). Default ``"sum"``
+  (reference); ``"mean"`` is the papers' formula. The sum cannot vanish for sigmoid outputs unless they
+  underflow; the guard then leaves the weights (all zero) as they are.
+* Look-ahead step size: the classifier's current learning rate (reference: the scheduled lr), a plain SGD
+  step (no momentum or weight decay), as in RMNW-Net's ``w_hat`` equation.
+* Weighting-network optimiser: SGD lr 1e-3, weight decay 5e-4 (RMNW-Net sec. 4) with momentum 0.9 and
+  Nesterov (reference code), on no schedule.
+* Inputs of ``V`` are the detached per-sample losses (reference); ``V`` gets its gradient only through
+  the weights of the look-ahead step.
+* Classifier recipe in the paper (sec. 4): SGD momentum 0.9, wd 5e-4, lr 0.05 (reference code: 0.1),
+  batch 100 + 100 meta, 120 epochs, lr / 10 after epochs 36 and 38 (WRN-28-10) or 40 and 50
+  (ResNet-32): see ``configs/cifar10_*_paper.yaml``.
+* Cleanness scores (RMNW-Net Table 3 AUC): the latest weighting-network output ``V(l_i)`` of each
+  sample for MW-Net and variants; for L2RW, ``B * w_i`` (1 = a uniform weight) of its latest batch.
+
+One training forward per step serves the real step and (MW-Net) the look-ahead gradient; the JVP pass is
+a separate untracked forward that replays its dropout masks. The meta steps run in full precision (no
+autocast); distributed (DDP) training of the meta methods is untested.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..meta import (
+    LossVectorFn,
+    MetaLossFn,
+    RngState,
+    WeightGrad,
+    WeightNet,
+    capture_rng,
+    normalize_sum,
+    rectified_weights,
+    weight_grad,
+    weight_grad_second_order,
+)
+from .base import Method, register_method
+from .robust_losses import mae_loss
+
+META_LOSSES: dict[str, MetaLossFn] = {"ce": F.cross_entropy, "mae": mae_loss}
+META_GRADS = ("fast", "second_order")
+
+
+def check_choice(key: str, value: str, allowed) -> None:
+    """Raise a ValueError naming the config key and its allowed values."""
+    if value not in allowed:
+        raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {value!r}.")
+
+
+def per_sample_ce(labels: torch.Tensor) -> LossVectorFn:
+    """``logits -> (B,)`` per-sample cross-entropy against ``labels``."""
+    return lambda logits: F.cross_entropy(logits, labels, reduction="none")
+
+
+class MetaMethod(Method):
+    """Shared plumbing of the one-step meta methods: meta batches, meta loss, meta-gradient, weights log.
+
+    Subclasses' ``Params`` have ``meta_loss``, ``meta_grad``, ``meta_batch_size`` and ``lookahead_lr``.
+    """
+
+    requires_meta = True
+
+    def setup(self) -> None:
+        super().setup()
+        check_choice(f"{self.name}.meta_loss", self.params.meta_loss, META_LOSSES)
+        check_choice(f"{self.name}.meta_grad", self.params.meta_grad, META_GRADS)
+        # Latest weight of every training sample, the cleanness score (checkpointed as a tensor).
+        self.sample_weights = torch.ones(self.engine.num_train, device=self.engine.device)
+
+    def lookahead_lr(self) -> float:
+        """The virtual step's size: ``lookahead_lr`` if set, else the classifier's current learning rate."""
+        return self.params.lookahead_lr or self.optimizer.param_groups[0]["lr"]
+
+    def meta_gradient(
+        self,
+        x: torch.Tensor,
+        loss_vector_fn: LossVectorFn,
+        *,
+        weights: torch.Tensor | None = None,
+        losses: torch.Tensor | None = None,
+        rng: RngState | None = None,
+    ) -> WeightGrad:
+        """``dL_meta/dw`` on a fresh meta batch, by the configured path (fast JVP or second order)."""
+        meta_x, meta_y = self.engine.meta_batch(self.params.meta_batch_size)
+        args = (self.model, x, loss_vector_fn, meta_x, meta_y, META_LOSSES[self.params.meta_loss])
+        lr = self.lookahead_lr()
+        if self.params.meta_grad == "fast":
+            return weight_grad(*args, lr=lr, weights=weights, losses=losses, rng=rng)
+        return weight_grad_second_order(*args, lr=lr, weights=weights, losses=losses)
+
+    def record_weights(self, index: torch.Tensor, scores: torch.Tensor) -> None:
+        self.sample_weights[index] = scores.detach().float()
+
+    def cleanness(self) -> np.ndarray:
+        return self.sample_weights.cpu().numpy()
+
+
+# ---------------------------------------------------------------------------------------------- L2RW
+@dataclass
+class L2RWParams:
+    meta_loss: str = "ce"  # "ce" | "mae" (RMNW-Net's robust meta loss, for a noisy meta set)
+    meta_grad: str = "fast"  # "fast" (one JVP) | "second_order" (the reference double backward)
+    meta_batch_size: int | None = None  # None: the training batch size
+    lookahead_lr: float | None = None  # None: the classifier's current lr (cancels after normalisation)
+    warmup_epochs: int = 0  # plain CE first (not in the paper; meta-gradients of an untrained net are weak)
+
+
+@register_method
+class L2RW(MetaMethod):
+    """Learning to Reweight Examples (Ren et al. 2018): weights from one meta-gradient at ``w = 0``."""
+
+    name = "l2rw"
+    Params = L2RWParams
+
+    def train_step(self, batch):
+        if self.engine.epoch < self.params.warmup_epochs:
+            return super().train_step(batch)
+        result = self.meta_gradient(batch.x, per_sample_ce(batch.y))
+        weights = rectified_weights(result.grad)
+        loss = (weights * result.losses).sum()
+        self.engine.step(loss, self.optimizer)
+        self.record_weights(batch.index, weights * len(weights))
+        return {
+            "loss": loss.detach(),
+            "meta_loss": result.meta_loss,
+            "zero_weight_frac": (weights == 0).float().mean(),
+        }
+
+
+# ---------------------------------------------------------------------------------------------- MW-Net
+@dataclass
+class MWNetParams:
+    meta_loss: str = "ce"  # "ce" (MW-Net, MNW-Net) | "mae" (RMNW-Net)
+    normalize: str = "sum"  # "sum": w / sum(w) (reference code) | "mean": (1/n) sum w_i l_i (paper)
+    hidden: int = 100  # weighting network 1-hidden-1
+    vnet_lr: float = 1e-3  # fixed, no schedule (RMNW-Net sec. 4)
+    vnet_momentum: float = 0.9  # reference code
+    vnet_nesterov: bool = True  # reference code
+    vnet_weight_decay: float = 5e-4  # RMNW-Net sec. 4
+    meta_grad: str = "fast"  # "fast" (one JVP) | "second_order" (the reference double backward)
+    meta_batch_size: int | None = None  # None: the training batch size (papers: 100 and 100)
+    lookahead_lr: float | None = None  # None: the classifier's current lr (reference)
+
+
+@register_method
+class MWNet(MetaMethod):
+    """Meta-Weight-Net (Shu et al. 2019) on a clean meta set with a CE meta loss."""
+
+    name = "mwnet"
+    Params = MWNetParams
+
+    def setup(self) -> None:
+        super().setup()
+        check_choice(f"{self.name}.normalize", self.params.normalize, ("sum", "mean"))
+        p = self.params
+        self.vnet = WeightNet(p.hidden).to(self.engine.device)
+        self.vnet_optimizer = self.engine.new_optimizer(
+            self.vnet.parameters(),
+            scheduled=False,
+            name="sgd",
+            lr=p.vnet_lr,
+            momentum=p.vnet_momentum,
+            nesterov=p.vnet_nesterov,
+            weight_decay=p.vnet_weight_decay,
+        )
+
+    def normalized(self, raw: torch.Tensor) -> torch.Tensor:
+        return normalize_sum(raw) if self.params.normalize == "sum" else raw / len(raw)
+
+    def train_step(self, batch):
+        rng = capture_rng(batch.x.device)  # the JVP pass replays this forward's dropout masks
+        logits = self.model(batch.x)
+        losses = F.cross_entropy(logits, batch.y, reduction="none")
+        # Meta step on Theta: dL_meta(theta'(Theta))/dTheta = (dw/dTheta)^T dL_meta/dw (RMNW-Net eq. 4).
+        weights = self.normalized(self.vnet(losses.detach()))
+        result = self.meta_gradient(
+            batch.x, per_sample_ce(batch.y), weights=weights.detach(), losses=losses, rng=rng
+        )
+        self.vnet_optimizer.zero_grad(set_to_none=True)
+        weights.backward(result.grad)
+        self.vnet_optimizer.step()
+        # Real step with the updated weighting network.
+        with torch.no_grad():
+            raw = self.vnet(losses.detach())
+        loss = (self.normalized(raw) * losses).sum()
+        self.engine.step(loss, self.optimizer)
+        self.record_weights(batch.index, raw)
+        return {
+            "loss": loss.detach(),
+            "meta_loss": result.meta_loss,
+            "acc": (logits.argmax(1) == batch.y).float().mean().detach(),
+            "mean_weight": raw.mean(),
+        }
+
+
+@register_method
+class MNWNet(MWNet):
+    """MW-Net with a noisy meta set (the training noise applied to it) and the CE meta loss."""
+
+    name = "mnwnet"
+    corrupt_meta_default = True
+
+
+@dataclass
+class RMNWNetParams(MWNetParams):
+    meta_loss: str = "mae"  # the robust (symmetric) meta loss that makes a noisy meta set work
+
+
+@register_method
+class RMNWNet(MWNet):
+    """Robust MW-Net (Ghosh & Lan 2021): noisy meta set, MAE meta loss."""
+
+    name = "rmnwnet"
+    Params = RMNWNetParams
+    corrupt_meta_default = True

@@ -1,0 +1,310 @@
+"""DMLP: IPC's closed form and gradient, EAC's exchange, the purifier on a noisy problem, the method."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from noisy_labels.cli import main
+from noisy_labels.purify import DMLPPurifier
+from noisy_labels.purify.eac import eac_loss, exchange_labels
+from noisy_labels.purify.ipc import RowAdam, ipc_value_and_grad, ridge_lambda, ridge_operator
+
+D64 = torch.float64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small ops on a shared 2-core machine: a second thread only adds contention (see performance.md)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _problem(b, d, n_v=30, c=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ft = torch.randn(b, d, generator=g, dtype=D64) + 0.5  # non-zero mean: the intercept matters
+    fv = torch.randn(n_v, d, generator=g, dtype=D64) + 0.5
+    logits = torch.randn(b, c, generator=g, dtype=D64)
+    yv = F.one_hot(torch.arange(n_v) % c, c).to(D64)
+    return ft, fv, logits, yv
+
+
+def _direct_prediction(ft, fv, p, lam, intercept):
+    """Eq. 5 by a direct solve of the ridge normal equations, with an unpenalised bias column."""
+    if intercept:
+        ft = torch.cat([ft, torch.ones(len(ft), 1, dtype=D64)], 1)
+        fv = torch.cat([fv, torch.ones(len(fv), 1, dtype=D64)], 1)
+    penalty = torch.full((ft.shape[1],), lam, dtype=D64)
+    if intercept:
+        penalty[-1] = 0.0
+    w = torch.linalg.solve(ft.T @ ft + torch.diag(penalty), ft.T @ p)
+    return fv @ w
+
+
+def _direct_loss(ft, fv, logits, yv, lam, intercept, alpha, entropy_weight, eps=1e-6):
+    pred = _direct_prediction(ft, fv, torch.softmax(alpha * logits, 1), lam, intercept)
+    q = pred.clamp_min(eps)
+    return ((pred - yv).square().sum(1) - entropy_weight * (q * q.log()).sum(1)).mean()
+
+
+# b > d gives the primal form, b < d the dual (Woodbury) form; both must equal the direct solve.
+@pytest.mark.parametrize(
+    ("b", "d", "form"), [(40, 12, "primal"), (12, 40, "dual"), (40, 12, "dual"), (12, 40, "primal")]
+)
+@pytest.mark.parametrize("intercept", [True, False])
+def test_ridge_operator_matches_direct_solve(b, d, form, intercept):
+    ft, fv, logits, _ = _problem(b, d)
+    p = torch.softmax(logits, 1)
+    op = ridge_operator(ft, fv, ridge=0.05, fit_intercept=intercept, form=form)
+    assert op.form == form
+    centred = ft - ft.mean(0) if intercept else ft
+    assert op.lam == pytest.approx(ridge_lambda(centred, 0.05))
+    expected = _direct_prediction(ft, fv, p, op.lam, intercept)
+    torch.testing.assert_close(op.apply(p), expected, rtol=1e-9, atol=1e-10)
+    if intercept:  # an unpenalised bias reproduces the constant: every predicted row sums to one
+        torch.testing.assert_close(op.apply(p).sum(1), torch.ones(len(fv), dtype=D64))
+
+
+@pytest.mark.parametrize(("b", "d"), [(40, 12), (12, 40)])
+@pytest.mark.parametrize("alpha", [1.0, 2.5])
+def test_ipc_gradient_matches_autograd_through_direct_solve(b, d, alpha):
+    ft, fv, logits, yv = _problem(b, d, seed=1)
+    op = ridge_operator(ft, fv, ridge=0.1)
+    loss, grad = ipc_value_and_grad(op, logits, yv, alpha=alpha, entropy_weight=0.7)
+    y = logits.clone().requires_grad_(True)
+    ref = _direct_loss(ft, fv, y, yv, op.lam, True, alpha, 0.7)
+    ref.backward()
+    torch.testing.assert_close(loss, ref.detach(), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(grad, y.grad, rtol=1e-7, atol=1e-12)
+
+
+def test_ridge_operator_rejects_no_regularisation():
+    ft, fv, _, _ = _problem(10, 20)
+    with pytest.raises(ValueError, match="ridge must be > 0"):
+        ridge_operator(ft, fv, ridge=0.0)
+
+
+def test_row_adam_equals_adam_on_its_rows_and_leaves_other_rows_alone():
+    g = torch.Generator().manual_seed(0)
+    params = torch.randn(6, 3, generator=g)
+    reference = params[2:5].clone().requires_grad_(True)
+    torch_adam = torch.optim.Adam([reference], lr=0.1, betas=(0.5, 0.999))
+    ours = RowAdam((6, 3), lr=0.1, betas=(0.5, 0.999))
+    before = params.clone()
+    for _ in range(4):
+        grad = torch.randn(3, 3, generator=g)
+        reference.grad = grad.clone()
+        torch_adam.step()
+        ours.step(params, grad, slice(2, 5))
+    torch.testing.assert_close(params[2:5], reference.detach())
+    torch.testing.assert_close(params[[0, 1, 5]], before[[0, 1, 5]])
+
+
+def test_exchange_is_the_ema_of_label_distributions():
+    g = torch.Generator().manual_seed(0)
+    y, z = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
+    full = exchange_labels(y, z, momentum=1.0, alpha=2.0)
+    torch.testing.assert_close(torch.softmax(2.0 * full, 1), torch.softmax(z, 1))
+    half = exchange_labels(y, z, momentum=0.3, alpha=2.0)
+    expected = 0.7 * torch.softmax(2.0 * y, 1) + 0.3 * torch.softmax(z, 1)
+    torch.testing.assert_close(torch.softmax(2.0 * half, 1), expected)
+    torch.testing.assert_close(
+        exchange_labels(y, z, momentum=0.0, alpha=2.0).exp().sum(1) ** 0, torch.ones(5)
+    )
+
+
+def test_eac_loss_is_cross_entropy_plus_entropy():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    targets = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
+    p = torch.softmax(logits, 1)
+    ce = -(targets * p.log()).sum(1)
+    ent = -(p * p.log()).sum(1)
+    assert float(eac_loss(logits, targets, entropy_weight=0.5)) == pytest.approx(
+        float((ce + 0.5 * ent).mean())
+    )
+
+
+# ---------------------------------------------------------------------------------- the purifier
+def _blobs(n=1500, n_clean=100, d=20, c=4, noise=0.5, seed=0):
+    """Gaussian blobs that overlap a little, with symmetric label noise on the training part."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(c, d)) * 1.2
+    y = rng.integers(0, c, n + n_clean)
+    y[n:] = np.arange(n_clean) % c
+    x = centres[y] + rng.normal(size=(n + n_clean, d))
+    flip = rng.random(n) < noise
+    noisy = y[:n].copy()
+    noisy[flip] = (y[:n][flip] + rng.integers(1, c, flip.sum())) % c
+    return x[:n], noisy, x[n:], y[n:], y[:n]
+
+
+FAST = {"epochs": 30, "batch_size": 500, "exchange_every": 10, "eac_batch_size": 100}
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    return _blobs()
+
+
+def test_purifier_outputs_and_history(blobs):
+    x, noisy, xv, yv, clean = blobs
+    res = DMLPPurifier(**FAST).fit(x, noisy, xv, yv, true_labels=clean)
+    n, c = len(x), 4
+    assert res.soft_labels.shape == (n, c) and res.soft_labels.dtype == np.float32
+    np.testing.assert_allclose(res.soft_labels.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(res.hard_labels, res.soft_labels.argmax(1))
+    np.testing.assert_allclose(res.cleanness, res.soft_labels[np.arange(n), noisy])
+    assert [r["epoch"] for r in res.history] == list(range(1, 31))
+    assert sum(r.get("exchanged", False) for r in res.history) == 3
+    assert res.history[-1]["label_acc"] == pytest.approx((res.hard_labels == clean).mean())
+
+
+def test_purification_raises_label_accuracy_by_a_wide_margin(blobs):
+    """50% symmetric noise: IPC alone, EAC alone and both must clean most labels.
+
+    A sign error in IPC's gradient, an exchange that never runs (the reference code's bug) or labels
+    that leave the simplex all fail these margins.
+    """
+    x, noisy, xv, yv, clean = blobs
+    noisy_acc = (noisy == clean).mean()
+    accs = {}
+    for name, kw in {"both": {}, "ipc": {"eac": False, "ipc_lr": 0.1}, "eac": {"ipc": False}}.items():
+        res = DMLPPurifier(**{**FAST, **kw}).fit(x, noisy, xv, yv)
+        accs[name] = (res.hard_labels == clean).mean()
+    assert noisy_acc < 0.55
+    assert accs["ipc"] > noisy_acc + 0.25, accs
+    assert accs["eac"] > noisy_acc + 0.3, accs
+    assert accs["both"] > noisy_acc + 0.3, accs
+    # The cleanness score ranks the noisy labels below the clean ones.
+    res = DMLPPurifier(**FAST).fit(x, noisy, xv, yv)
+    wrong = noisy != clean
+    assert res.cleanness[wrong].mean() < res.cleanness[~wrong].mean() - 0.3
+
+
+def test_purifier_is_deterministic(blobs):
+    x, noisy, xv, yv, _ = blobs
+    a = DMLPPurifier(**FAST, seed=3).fit(x, noisy, xv, yv)
+    b = DMLPPurifier(**FAST, seed=3).fit(x, noisy, xv, yv)
+    np.testing.assert_array_equal(a.soft_labels, b.soft_labels)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda a: {**a, "noisy": a["noisy"][:-1]}, "same number of rows"),
+        (lambda a: {**a, "xv": a["xv"][:, :-1]}, "columns"),
+        (lambda a: {**a, "noisy": np.where(a["noisy"] == 0, 7, a["noisy"]), "c": 4}, "outside"),
+        (lambda a: {**a, "yv": np.where(a["yv"] == 3, 0, a["yv"]), "c": 4}, r"class\(es\) \[3\]"),
+        (
+            lambda a: {**a, "x": np.where(np.arange(a["x"].size).reshape(a["x"].shape) == 5, np.nan, a["x"])},
+            "NaN",
+        ),
+    ],
+)
+def test_purifier_rejects_bad_input(blobs, change, message):
+    x, noisy, xv, yv, _ = blobs
+    a = change({"x": x, "noisy": noisy, "xv": xv, "yv": yv, "c": None})
+    with pytest.raises(ValueError, match=message):
+        DMLPPurifier(epochs=1).fit(a["x"], a["noisy"], a["xv"], a["yv"], num_classes=a["c"])
+
+
+def test_purifier_rejects_bad_params(blobs):
+    x, noisy, xv, yv, _ = blobs
+    with pytest.raises(ValueError, match="momentum"):
+        DMLPPurifier(momentum=1.5).fit(x, noisy, xv, yv)
+    with pytest.raises(ValueError, match="at least one"):
+        DMLPPurifier(ipc=False, eac=False).fit(x, noisy, xv, yv)
+
+
+# ---------------------------------------------------------------------------------- the method
+@pytest.fixture(scope="module")
+def feature_file(tmp_path_factory):
+    x, noisy_unused, xv, yv, clean = _blobs(n=1100, n_clean=0 + 100, seed=1)
+    rng = np.random.default_rng(2)
+    x_all = np.concatenate([x, xv]).astype(np.float32)
+    y_all = np.concatenate([clean, yv])
+    test = _blobs(n=400, n_clean=4, seed=1)
+    path = tmp_path_factory.mktemp("feat") / "blobs.npz"
+    np.savez(path, x=x_all, y=y_all, x_test=test[0].astype(np.float32), y_test=test[4])
+    del rng, noisy_unused
+    return path
+
+
+def _run(tmp_path, feature_file, *extra):
+    out = tmp_path / "run"
+    args = [
+        "run",
+        "--set",
+        f"dataset={feature_file}",
+        "--set",
+        "method=dmlp",
+        "--set",
+        "meta.size=100",
+        "--set",
+        "noise.rate=0.5",
+        "--set",
+        "epochs=3",
+        "--set",
+        "quiet=true",
+        "--set",
+        "optim.lr=0.05",
+        "--set",
+        "dmlp.epochs=20",
+        "--set",
+        "dmlp.batch_size=500",
+        "--set",
+        "dmlp.exchange_every=10",
+        "--set",
+        "dmlp.eac_batch_size=100",
+        "--out",
+        str(out),
+        *extra,
+    ]
+    assert main(args) == 0
+    return out, json.loads((out / "summary.json").read_text())
+
+
+def test_dmlp_naive_runs_and_reports_purified_label_accuracy(tmp_path, feature_file):
+    out, summary = _run(tmp_path, feature_file)
+    record = json.loads((out / "dmlp_purify.json").read_text())
+    assert summary["method"] == "dmlp"
+    assert summary["label_acc"] == pytest.approx(record["label_acc"])
+    assert record["label_acc"] > record["label_acc_before"] + 0.25
+    assert summary["best_test_acc"] > 0.8
+    corrected = np.load(out / "corrected_labels.npy")
+    noisy = np.load(out / "split.npz")["noisy_labels"]  # the given labels stay recorded as given
+    assert corrected.shape == noisy.shape and (corrected != noisy).mean() > 0.2
+    assert np.load(out / "soft_labels.npy").shape == (len(noisy), 4)
+
+
+def test_dmlp_x_trains_another_method_on_the_purified_labels(tmp_path, feature_file):
+    _, summary = _run(
+        tmp_path, feature_file, "--set", "dmlp.then=bootstrap_soft", "--set", "bootstrap_soft.beta=0.9"
+    )
+    assert summary["label_acc"] > 0.75 and summary["best_test_acc"] > 0.8
+
+
+def test_dmlp_rejects_itself_as_the_inner_method(tmp_path, feature_file, capsys):
+    out = tmp_path / "r"
+    code = main(
+        [
+            "run",
+            "--set",
+            f"dataset={feature_file}",
+            "--set",
+            "method=dmlp",
+            "--set",
+            "meta.size=100",
+            "--set",
+            "dmlp.then=dmlp",
+            "--set",
+            "quiet=true",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 2 and "dmlp.then cannot be 'dmlp'" in capsys.readouterr().err
