@@ -221,3 +221,12 @@ def test_weak_and_strong_views_differ_but_keep_shape():
         raw, "weak", g
     )
     assert (shifted * 255).round().to(torch.uint8).unique().numel() <= raw.unique().numel() + 1
+
+
+def test_asymmetric_noise_through_run(tmp_path):
+    # The protocol's `dataset` option must not collide with make_noisy_split's data set argument.
+    summary = run(
+        tmp_path, "noise.protocol=asymmetric", "noise.dataset=cifar10", "noise.rate=0.4", "epochs=1"
+    )
+    noise = json.loads((tmp_path / "run" / "noise.json").read_text())
+    assert noise["protocol"] == "asymmetric" and summary["realised_rate"] > 0.05

@@ -139,6 +139,7 @@ class NoisySplit:
 
 def make_noisy_split(
     dataset: ArrayDataset,
+    /,
     *,
     meta_size: int,
     protocol: str,
