@@ -11,7 +11,7 @@ Run from the repository root (about 30-60 min on 2 shared CPU cores for everythi
 
     .venv/bin/python benchmarks/dmlp_purify.py --root ../shared/data --naive
 
-Writes ``benchmarks/results/dmlp_purify.json``, ``dmlp_purify.md`` and ``dmlp_label_acc.png``.
+Writes ``benchmarks/results/dmlp_purify[_TAG].json``, ``.md`` and ``_label_acc.png``.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def naive_runs(root: str, settings, out_dir: Path, extra: list[str]) -> list[dic
     return rows
 
 
-def write_report(result: dict, out: Path) -> None:
+def write_report(result: dict, path: Path) -> None:
     rows, probe = result["purify"], result["clean_probe"]
     variants = list(dict.fromkeys(r["variant"] for r in rows))
     lines = [
@@ -190,10 +190,10 @@ def write_report(result: dict, out: Path) -> None:
             label = f"{r['label_acc']:.4f}" if r.get("label_acc") is not None else ""
             accs = f"{r['best_test_acc']:.4f} | {r['last_test_acc']:.4f}"
             lines.append(f"| {r['setting']} | {r['method']} | {accs} | {label} |")
-    (out / "dmlp_purify.md").write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n")
 
 
-def plot(rows: list[dict], out: Path) -> None:
+def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -207,7 +207,7 @@ def plot(rows: list[dict], out: Path) -> None:
     ax.legend(ncol=3, fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out / "dmlp_label_acc.png", dpi=120)
+    fig.savefig(path, dpi=120)
 
 
 def main() -> None:
@@ -220,6 +220,7 @@ def main() -> None:
     parser.add_argument("--naive", action="store_true", help="also train DMLP-Naive and CE heads")
     parser.add_argument("--naive-settings", default=",".join(NAIVE))
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--tag", default="", help="suffix of the result files, e.g. paper_defaults")
     parser.add_argument("--runs-dir", default="/tmp/dmlp_bench_runs", help="run folders of --naive")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -244,10 +245,11 @@ def main() -> None:
     if args.naive:
         extra = [f"dmlp.{s}" for s in args.set]
         result["naive"] = naive_runs(args.root, args.naive_settings.split(","), Path(args.runs_dir), extra)
-    (out / "dmlp_purify.json").write_text(json.dumps(result, indent=1))
-    write_report(result, out)
-    plot(result["purify"], out)
-    print((out / "dmlp_purify.md").read_text())
+    stem = "dmlp_purify" + (f"_{args.tag}" if args.tag else "")
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    write_report(result, out / f"{stem}.md")
+    plot(result["purify"], out / f"{stem}_label_acc.png")
+    print((out / f"{stem}.md").read_text())
 
 
 if __name__ == "__main__":

@@ -163,14 +163,15 @@ def plot_curves(records: list[dict], path: Path) -> None:
                 if r["setting"] != setting or r["variant"] in ABLATIONS:
                     continue
                 ys = [h.get(key) for h in r["history"]]
+                color = {"ce": "C0", "flywheel": "C1"}.get(r["variant"], "C2")  # same colour in every panel
                 if any(y is not None for y in ys):
-                    ax.plot(range(1, len(ys) + 1), ys, label=r["variant"])
+                    ax.plot(range(1, len(ys) + 1), ys, color=color, label=r["variant"])
             ax.set_title(f"{setting}: {label}", fontsize=9)
             ax.grid(alpha=0.3)
-            if row == 0 and col == 0:
+            if col == 0:
                 ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 

@@ -223,14 +223,11 @@ def test_purifier_rejects_bad_params(blobs):
 # ---------------------------------------------------------------------------------- the method
 @pytest.fixture(scope="module")
 def feature_file(tmp_path_factory):
-    x, noisy_unused, xv, yv, clean = _blobs(n=1100, n_clean=0 + 100, seed=1)
-    rng = np.random.default_rng(2)
-    x_all = np.concatenate([x, xv]).astype(np.float32)
-    y_all = np.concatenate([clean, yv])
-    test = _blobs(n=400, n_clean=4, seed=1)
+    """1200 blob samples (the run carves its 100 trusted ones) and 400 test samples, as an .npz data set."""
+    x, _, _, _, y = _blobs(n=1600, n_clean=0, seed=1)
     path = tmp_path_factory.mktemp("feat") / "blobs.npz"
-    np.savez(path, x=x_all, y=y_all, x_test=test[0].astype(np.float32), y_test=test[4])
-    del rng, noisy_unused
+    x = x.astype(np.float32)
+    np.savez(path, x=x[:1200], y=y[:1200], x_test=x[1200:], y_test=y[1200:])
     return path
 
 
@@ -308,3 +305,18 @@ def test_dmlp_rejects_itself_as_the_inner_method(tmp_path, feature_file, capsys)
         ]
     )
     assert code == 2 and "dmlp.then cannot be 'dmlp'" in capsys.readouterr().err
+
+
+def test_dmlp_soft_targets_and_resume(tmp_path, feature_file):
+    """Soft-label CE (DMLP-Naive with soft targets); an interrupted run resumes with the inner state."""
+    import yaml
+
+    out, first = _run(tmp_path, feature_file, "--set", "dmlp.targets=soft", "--set", "epochs=2")
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    cfg["epochs"] = 3  # as if the run had been stopped after 2 of 3 epochs
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["run", "--resume", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs"] == 3 and summary["label_acc"] == pytest.approx(first["label_acc"])
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and json.loads(lines[2])["test_acc"] > 0.8

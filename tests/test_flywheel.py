@@ -246,7 +246,8 @@ def test_initialisation_and_cycle_state():
 def test_warmup_boundary_is_the_papers_initialisation():
     engine, m = _method("epochs=1", "flywheel.warmup_epochs=1")
     engine.fit(m, None)
-    m.g.eval(), m.f.eval()
+    m.g.eval()
+    m.f.eval()
     with torch.no_grad():
         f_prob = m.aux_prediction()  # features: the weak view is the identity, so this is deterministic
         g_prob = F.softmax(engine.predict(m.g, engine.data.train_x), 1)
@@ -295,8 +296,9 @@ def test_beats_ce_and_a_broken_cycle(tmp_path):
     full = last("flywheel", "method=flywheel")
     with mock.patch.object(fw, "clean_posterior", lambda gamma, p, eps: torch.ones_like(p)):
         broken = last("broken", "method=flywheel")
-    assert full["last_test_acc"] >= ce["last_test_acc"] + 0.15, (full, ce)
-    assert full["last_test_acc"] >= broken["last_test_acc"] + 0.04, (full, broken)
+    # seeds 0-2: flywheel - CE = 0.34-0.38, broken - CE = 0.19-0.21, flywheel - broken = 0.14-0.20
+    assert full["last_test_acc"] >= ce["last_test_acc"] + 0.25, (full, ce)
+    assert full["last_test_acc"] >= broken["last_test_acc"] + 0.08, (full, broken)
     assert full["cleanness_auc"] > 0.9 and full["label_acc"] > 0.85
     history = [json.loads(x) for x in (tmp_path / "flywheel" / "metrics.jsonl").read_text().splitlines()]
     assert all("cleanness_auc" in r and "label_acc" in r for r in history)  # reported every epoch

@@ -101,9 +101,9 @@ def lookahead(
     """One plain SGD step on a parameter dict: ``theta' = theta - lr * (g + offset)``.
 
     This is the "virtual" step of every one-step meta method (Ren et al. 2018, L2RW; Shu et al. 2019,
-    MW-Net eq. 3-4 / RMNW-Net eq. for ``w_hat``; L2B eq. 5). ``offset`` adds a term that does not depend
-    on the sample weights (e.g. momentum and weight decay of a real optimiser's next step); the
-    meta-gradient formulas of :mod:`noisy_labels.meta.gradients` hold with or without it.
+    MW-Net, as the ``w_hat`` equation of RMNW-Net sec. 3; L2B eq. 5). ``offset`` adds a term that does
+    not depend on the sample weights (e.g. momentum and weight decay of a real optimiser's next step);
+    the meta-gradient formulas of :mod:`noisy_labels.meta.gradients` hold with or without it.
 
     Examples
     --------
