@@ -106,6 +106,8 @@ def test_run_with_set_only_and_report(tmp_path, capsys):
     text = (tmp_path / "rep" / "report.md").read_text()
     row = next(line for line in text.splitlines() if "| ce |" in line)
     assert "| 2 |" in row and "+-" in row  # two seeds pooled into one mean +- std row
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    assert len({line.count("|") for line in table}) == 1, "every row has as many cells as the header"
     assert (tmp_path / "rep" / "test_accuracy.png").stat().st_size > 1000
 
 

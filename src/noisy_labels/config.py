@@ -85,7 +85,7 @@ class Config:
     epochs: int = 20
     batch_size: int = 128
     batches_per_epoch: int | None = None  # fixed number of class-balanced batches (Clothing1M protocol)
-    eval_batch_size: int = 1024
+    eval_batch_size: int = 128  # CPU convolutions run ~2x faster per sample at 128 than at 1024
     grad_clip: float | None = None
     standardize_features: bool = True
     amp: bool | None = None  # None: on with CUDA

@@ -33,7 +33,12 @@ class Run:
 
     @property
     def setting(self) -> str:
-        """The run's setting without seed and output folder: runs with equal settings are seeds of one row."""
+        """The run's setting without seed and output folder, as one label (for plot legends)."""
+        return " / ".join(self.setting_parts)
+
+    @property
+    def setting_parts(self) -> tuple[str, str, str, str]:
+        """Data set, noise, meta-set size and method: the table's first columns."""
         c = self.config
         noise = c["noise"]
         noise_text = (
@@ -45,7 +50,7 @@ class Run:
                 else f"{noise['protocol']} {noise['rate']:g}"
             )
         )
-        return f"{c['dataset']} | {noise_text} | meta {c['meta']['size']} | {c['method']}"
+        return (str(c["dataset"]), noise_text, str(c["meta"]["size"]), str(c["method"]))
 
     @property
     def group_key(self) -> str:
@@ -84,8 +89,8 @@ def mean_std(values: list[float]) -> str:
 def summary_table(runs: list[Run]) -> str:
     """A markdown table, one row per setting, percent for accuracies and AUC."""
     lines = [
-        "| setting | seeds | " + " | ".join(t for _, t in COLUMNS) + " |",
-        "|---|---:|" + "---:|" * len(COLUMNS),
+        "| data set | noise | meta set | method | seeds | " + " | ".join(t for _, t in COLUMNS) + " |",
+        "|---|---|---:|---|---:|" + "---:|" * len(COLUMNS),
     ]
     for group in group_runs(runs).values():
         cells = []
@@ -93,7 +98,8 @@ def summary_table(runs: list[Run]) -> str:
             values = [r.summary[key] for r in group if r.summary.get(key) is not None]
             scale = 1.0 if key == "seconds" else 100.0
             cells.append(mean_std([v * scale for v in values]) if values else "-")
-        lines.append(f"| {group[0].setting} | {len(group)} | " + " | ".join(cells) + " |")
+        setting = " | ".join(group[0].setting_parts)
+        lines.append(f"| {setting} | {len(group)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -120,7 +126,7 @@ def plot_curves(
         (line,) = ax.plot(
             epochs,
             mean,
-            label=group[0].setting.split(" | ")[-1] if _one_setting_but_method(runs) else group[0].setting,
+            label=group[0].setting_parts[-1] if _one_setting_but_method(runs) else group[0].setting,
         )
         if len(arr) > 1:
             ax.fill_between(epochs, mean - arr.std(0), mean + arr.std(0), color=line.get_color(), alpha=0.2)
@@ -143,7 +149,7 @@ def plot_curves(
 
 def _one_setting_but_method(runs: list[Run]) -> bool:
     """True when all runs share data, noise and meta set, so the legend can name the method alone."""
-    return len({r.setting.rsplit(" | ", 1)[0] for r in runs}) == 1
+    return len({r.setting_parts[:-1] for r in runs}) == 1
 
 
 def write_report(run_dirs: list[str | Path], out_dir: str | Path) -> Path:
