@@ -92,6 +92,7 @@ def build(method: str, meta_grad: str | None, model: str, channels_last: bool):
         "augment.flip=true",
         "optim.lr=0.05",
         "quiet=true",
+        f"channels_last={str(channels_last).lower()}",
     ]
     if meta_grad is not None:
         settings.append(f"{method}.meta_grad={meta_grad}")
@@ -100,12 +101,7 @@ def build(method: str, meta_grad: str | None, model: str, channels_last: bool):
     cfg = load_config(None, settings)
     seed_everything(0)
     engine = Engine(cfg, synthetic_data(), torch.device("cpu"))
-    if channels_last:  # the engine enables it only on CUDA; forced here for the comparison
-        engine.preparer.channels_last = True
-    built = build_method(cfg, engine)
-    if channels_last:
-        built.model.to(memory_format=torch.channels_last)
-    return engine, built
+    return engine, build_method(cfg, engine)
 
 
 def step_agreement(method: str, model: str, channels_last: bool) -> float:
@@ -214,16 +210,18 @@ def verdict(rows: list[str]) -> list[str]:
 
 
 READING = (
-    "Reading: a fast step is the training forward, one meta forward + backward (~1 CE step), the JVP "
-    "pass and the real backward; MW-Net adds a backward for its look-ahead gradient. The JVP pass costs "
-    "more than a CE step here (every convolution runs three times and PyTorch's BatchNorm tangent rule "
-    "builds several full-size temporaries), so L2RW and L2B land at ~3.2-3.5x and MW-Net at ~4x, above "
-    "the 3.0x target, which assumed the JVP pass could double as the training forward for free: letting "
-    "it do so records the tangent operations for backward too and costs as much as a separate forward or "
-    "more (table below). The meta-gradient alone (without the real step) is 2.7-2.9x CE against "
-    "4.2-7.0x for the second-order path. The >= 2x speed-up holds for L2RW and L2B with channels_last, "
-    "where BatchNorm's double backward makes the second-order path expensive, not with the contiguous "
-    "layout the engine uses on the CPU. Both paths give the same weights to float32 rounding."
+    "Reading: a fast L2RW/L2B step is the training forward (~0.4 CE steps), one meta forward + backward "
+    "(~1.0), the JVP pass (1.2-1.4: the primal and two tangent convolutions per layer, plus BatchNorm's "
+    "tangent rule) and the real backward (~0.6), so ~3.0-3.4x CE. MW-Net needs one more backward through "
+    "the training batch (the look-ahead gradient at its current weights, before the real step at the "
+    "updated ones), which puts an exact one-step MW-Net at ~3.7-4x CE by these same pieces: the 3.0x "
+    "target is out of its reach. Letting the JVP pass double as the training forward records the tangent "
+    "operations for backward too and saves nothing on ResNet-32 (pieces table). The meta-gradient alone "
+    "is 2.7-2.9x CE against 4.2-7x for the second-order path; the >= 2x speed-up of the whole step holds "
+    "for L2RW and L2B with channels_last (the engine's default for images, where BatchNorm's double "
+    "backward makes the second-order path expensive), not with the contiguous layout, and not for MW-Net, "
+    "whose step shares more work between the two paths. Both paths give the same weights to float32 "
+    "rounding."
 )
 
 
@@ -260,9 +258,7 @@ def main() -> None:
             rows += table(model, time_steps(model, args.rounds, channels_last), diffs)
             pieces[model] = breakdown(model, args.rounds, channels_last)
             print("\n".join(rows[-7:]), flush=True)
-        layout = (
-            "channels_last (forced on the CPU)" if channels_last else "contiguous (the engine's CPU default)"
-        )
+        layout = "channels_last (the engine's default for images)" if channels_last else "contiguous"
         sections.append((layout, rows, pieces))
     load_after = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
     write_report(Path(args.out), args, sections, load_before, load_after)

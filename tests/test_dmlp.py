@@ -285,6 +285,15 @@ def test_dmlp_x_trains_another_method_on_the_purified_labels(tmp_path, feature_f
     assert summary["label_acc"] > 0.75 and summary["best_test_acc"] > 0.8
 
 
+@pytest.mark.parametrize("inner", ["coteaching", "dividemix", "elr_plus", "cdr"])
+def test_dmlp_x_with_the_sample_selection_methods(tmp_path, feature_file, inner):
+    """DMLP-DivideMix, DMLP-ELR+, DMLP-Co-teaching, DMLP-CDR (the paper's Tables 1, 4, 6): one option each."""
+    out, summary = _run(tmp_path, feature_file, "--set", f"dmlp.then={inner}")
+    purified = np.load(out / "corrected_labels.npy")
+    assert summary["label_acc"] > 0.75 and summary["best_test_acc"] > 0.8
+    assert np.load(out / "cleanness.npy").shape == purified.shape
+
+
 def test_dmlp_rejects_itself_as_the_inner_method(tmp_path, feature_file, capsys):
     out = tmp_path / "r"
     code = main(

@@ -29,6 +29,7 @@ CASES = {
     "uniform": ("uniform", 10, lambda y, rng: {}),
     "asymmetric": ("asymmetric", 10, lambda y, rng: {"dataset": "cifar10"}),
     "asymmetric-cifar100": ("asymmetric", 100, lambda y, rng: {"dataset": "cifar100"}),
+    "asymmetric-mnist": ("asymmetric", 10, lambda y, rng: {"dataset": "mnist"}),
     "asymmetric-mapping": ("asymmetric", 10, lambda y, rng: {"mapping": {0: 3, 7: 2}}),
     "asymmetric_blocks": ("asymmetric_blocks", 100, lambda y, rng: {}),
     "pairflip": ("pairflip", 10, lambda y, rng: {}),
@@ -105,6 +106,14 @@ def test_asymmetric_cifar10_pairs_and_untouched_classes(draws):
         assert set(np.unique(result.noisy_labels[labels == src])) == {src, dst}
         assert result.transition[src, dst] == RATE
     assert result.params["dataset"] == "cifar10"
+
+
+def test_asymmetric_mnist_pairs_of_patrini_et_al(draws):
+    labels, result = draws["asymmetric-mnist"]
+    untouched = np.isin(labels, [0, 1, 4, 8, 9])
+    np.testing.assert_array_equal(result.noisy_labels[untouched], labels[untouched])
+    for src, dst in {2: 7, 3: 8, 5: 6, 6: 5, 7: 1}.items():
+        assert set(np.unique(result.noisy_labels[labels == src])) == {src, dst}
 
 
 def test_cifar100_table_is_the_official_one():

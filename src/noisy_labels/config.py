@@ -90,7 +90,7 @@ class Config:
     standardize_features: bool = True
     amp: bool | None = None  # None: on with CUDA
     bf16_cpu: bool = False
-    channels_last: bool | None = None  # None: on with CUDA
+    channels_last: bool | None = None  # None: on (image inputs, any device)
     seed: int = 0
     device: str = "auto"
     out: str | None = None

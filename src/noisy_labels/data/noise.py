@@ -19,7 +19,8 @@ Protocols (``rate`` is ``r``, ``C`` the number of classes):
 ``asymmetric``
     Class-to-class flips with probability r per source class (ELR's convention; DivideMix instead flips
     ``r N`` samples overall). ``dataset='cifar10'``: truck->automobile, bird->airplane, deer->horse,
-    cat<->dog (realised rate r/2 on balanced data). ``dataset='cifar100'``: to the next fine class
+    cat<->dog (realised rate r/2 on balanced data). ``dataset='mnist'``: 2->7, 3->8, 5<->6, 7->1 (Patrini
+    et al. 2017; realised rate r/2). ``dataset='cifar100'``: to the next fine class
     (ascending index, cyclic) of the same *real* superclass, as L2B and C2D use real superclasses. Or an
     explicit ``mapping``.
 ``asymmetric_blocks``
@@ -62,6 +63,8 @@ __all__ = [
 
 # CIFAR-10: truck->automobile, bird->airplane, deer->horse, cat<->dog (Patrini et al. 2017).
 _CIFAR10_ASYMMETRIC = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
+# Patrini et al. 2017 (forward correction), MNIST: 2 -> 7, 3 -> 8, 5 <-> 6, 7 -> 1.
+_MNIST_ASYMMETRIC = {2: 7, 3: 8, 5: 6, 6: 5, 7: 1}
 
 
 def _cifar100_superclass_cycle() -> np.ndarray:
@@ -216,18 +219,19 @@ def _asymmetric(num_classes, rate, rng, *, dataset: str | None = None, mapping=N
     """Class-to-class flips (CIFAR-10 pairs, CIFAR-100 real superclasses, or a given mapping)."""
     if (dataset is None) == (mapping is None):
         raise ValueError(
-            "asymmetric noise needs exactly one of dataset='cifar10' | 'cifar100' or mapping= "
+            "asymmetric noise needs exactly one of dataset='cifar10' | 'cifar100' | 'mnist' or mapping= "
             "(a length-C sequence or a {source: target} dict)."
         )
     if dataset is not None:
-        expected = {"cifar10": 10, "cifar100": 100}
+        expected = {"cifar10": 10, "cifar100": 100, "mnist": 10}
         if dataset not in expected:
-            raise ValueError(f"asymmetric dataset must be 'cifar10' or 'cifar100', got {dataset!r}.")
+            raise ValueError(f"asymmetric dataset must be 'cifar10', 'cifar100' or 'mnist', got {dataset!r}.")
         if num_classes != expected[dataset]:
             raise ValueError(f"dataset={dataset!r} needs num_classes={expected[dataset]}, got {num_classes}.")
-        if dataset == "cifar10":
+        if dataset in ("cifar10", "mnist"):
+            pairs = _CIFAR10_ASYMMETRIC if dataset == "cifar10" else _MNIST_ASYMMETRIC
             target = np.arange(10)
-            target[list(_CIFAR10_ASYMMETRIC)] = list(_CIFAR10_ASYMMETRIC.values())
+            target[list(pairs)] = list(pairs.values())
         else:
             target = _cifar100_superclass_cycle()
     else:

@@ -46,7 +46,12 @@ class ExperimentData:
         return (self.train_x.shape[1],)
 
 
-ASYMMETRIC_STRUCTURE = {"cifar10": "cifar10", "cifar10_features": "cifar10", "cifar100": "cifar100"}
+ASYMMETRIC_STRUCTURE = {
+    "cifar10": "cifar10",
+    "cifar10_features": "cifar10",
+    "cifar100": "cifar100",
+    "mnist": "mnist",
+}
 
 
 def noise_options(cfg: Config, bundle) -> tuple[str, float, dict]:
@@ -69,7 +74,7 @@ def noise_options(cfg: Config, bundle) -> tuple[str, float, dict]:
         structure = cfg.noise.dataset or ASYMMETRIC_STRUCTURE.get(cfg.dataset)
         if structure is None:
             raise ConfigError(
-                "noise.protocol=asymmetric needs noise.dataset=cifar10|cifar100 for this data set."
+                "noise.protocol=asymmetric needs noise.dataset=cifar10|cifar100|mnist for this data set."
             )
         params["dataset"] = structure
     return protocol, rate, params

@@ -5,6 +5,8 @@
 * :mod:`.gradients`: exact meta-gradients of per-term loss weights, fast (one forward-mode JVP) and the
   second-order reference path.
 * :mod:`.weighting`: MW-Net's weighting network and the weight normalisations of L2RW and L2B.
+* :mod:`.teacher`: meta-gradients of a teacher producing soft labels: EMLC's FPMG (one step exact, k steps
+  with discounted mixed Hessians) and MLC's second-order look-ahead objective.
 """
 
 from .functional import (
@@ -29,6 +31,15 @@ from .gradients import (
     weight_grad,
     weight_grad_second_order,
 )
+from .teacher import (
+    StudentStep,
+    discounts,
+    fpmg_backward,
+    lookahead_meta_loss,
+    mixed_hessian_backward,
+    snapshot,
+    soft_cross_entropy,
+)
 from .weighting import L2B_NORMALIZATIONS, WeightNet, l2b_normalize, normalize_sum, rectified_weights
 
 __all__ = [
@@ -37,21 +48,28 @@ __all__ = [
     "MetaLossFn",
     "ParamDict",
     "RngState",
+    "StudentStep",
     "WeightGrad",
     "WeightNet",
     "buffers_of",
     "capture_rng",
+    "discounts",
     "dot",
+    "fpmg_backward",
     "functional_forward",
     "grad_dict",
     "jvp_losses",
     "l2b_normalize",
     "lookahead",
+    "lookahead_meta_loss",
     "meta_loss_and_grad",
+    "mixed_hessian_backward",
     "normalize_sum",
     "parameters_of",
     "rectified_weights",
     "replay_rng",
+    "snapshot",
+    "soft_cross_entropy",
     "unwrap",
     "weight_grad",
     "weight_grad_second_order",
