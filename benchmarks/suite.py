@@ -1,0 +1,431 @@
+"""One benchmark suite: every registered method on the same data, budget and seeds; one results page.
+
+Data sets and settings (``SETTINGS``):
+
+* ``cifar10_features``: the shared ImageNet-pretrained EfficientNet-Lite0 features of CIFAR-10, a linear
+  head, a class-balanced 1,000-sample clean meta set carved from the 50k training images, the rest noisy:
+  symmetric 20/50/80/90%, uniform 80% (the paper's "symmetric 80%", realised 72%), asymmetric 40%,
+  instance-dependent 40%, and CIFAR-10N ``aggre``, ``random1``, ``worst``;
+* ``mnist``: the small CNN on a 3,000-image stratified subset (1,000 of them the meta set for the meta
+  methods' settings), symmetric 50/80%, asymmetric 40% (Patrini et al.'s pairs).
+
+Methods: every name of ``noisy-labels methods``, each from its shipped CPU config for that data set when
+there is one (its hyper-parameters are the paper's, scaled to the budget as that config documents), else
+from the data set's cross-entropy config with ``method=NAME``; every run gets the same epochs budget per
+data set (``BUDGET``), the setting's noise and the seed. Methods that do not use a trusted set train on the
+noisy part only. References: ``ce_clean`` (cross-entropy on the true labels), ``clean_only`` (the meta set
+alone) and, when the benchmark-only dependency ``cleanlab`` is installed, ``cleanlab`` (``CleanLearning``
+with the same head: issues removed, the clean set added, as the team's reference numbers) and
+``cleanlab_fli`` (``find_label_issues`` on 5-fold out-of-fold predictions, then the same head on the kept
+samples plus the clean set).
+
+Every finished run is stored as ``benchmarks/results/suite/<setting>/<method>-seed<k>.json`` (summary and
+per-epoch history): a rerun skips it, so the suite fills up over several sittings on any checkout, and
+``--verify SETTING/METHOD/SEED`` reruns one row and compares it with the stored numbers (CPU
+determinism). ``--quick`` is a smoke check (digits, two settings, three epochs, into a temporary folder).
+
+    OMP_NUM_THREADS=1 python benchmarks/suite.py [--jobs 2] [--settings ...] [--methods ...] [--seeds 0 1 2]
+    python benchmarks/suite.py --report-only        # rewrite RESULTS.md and the plots from stored runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+DATA = REPO.parent / "shared" / "data"
+RESULTS = HERE / "results"
+STORE = RESULTS / "suite"
+
+# setting -> (data set, noise overrides)
+SETTINGS: dict[str, tuple[str, list[str]]] = {
+    "feat_sym20": ("cifar10_features", ["noise.protocol=symmetric", "noise.rate=0.2"]),
+    "feat_sym50": ("cifar10_features", ["noise.protocol=symmetric", "noise.rate=0.5"]),
+    "feat_sym80": ("cifar10_features", ["noise.protocol=symmetric", "noise.rate=0.8"]),
+    "feat_sym90": ("cifar10_features", ["noise.protocol=symmetric", "noise.rate=0.9"]),
+    "feat_unif80": ("cifar10_features", ["noise.protocol=uniform", "noise.rate=0.8"]),
+    "feat_asym40": ("cifar10_features", ["noise.protocol=asymmetric", "noise.rate=0.4"]),
+    "feat_inst40": ("cifar10_features", ["noise.protocol=instance", "noise.rate=0.4"]),
+    "feat_aggre": ("cifar10_features", ["noise.protocol=human", "noise.label_set=aggre"]),
+    "feat_random1": ("cifar10_features", ["noise.protocol=human", "noise.label_set=random1"]),
+    "feat_worst": ("cifar10_features", ["noise.protocol=human", "noise.label_set=worst"]),
+    "mnist_sym50": ("mnist", ["noise.protocol=symmetric", "noise.rate=0.5"]),
+    "mnist_sym80": ("mnist", ["noise.protocol=symmetric", "noise.rate=0.8"]),
+    "mnist_asym40": ("mnist", ["noise.protocol=asymmetric", "noise.rate=0.4"]),
+}
+# Same budget for every method of a data set; what each shipped config would use otherwise is ignored.
+BUDGET = {
+    "cifar10_features": ["epochs=20", "meta.size=1000", f"root={DATA}", "model.name=linear"],
+    "mnist": ["epochs=20", "train_subset=3000", "meta.size=1000", f"root={DATA / 'mnist'}"],
+    "digits": ["epochs=3", "meta.size=200"],
+}
+CE_CONFIG = {"cifar10_features": "cifar10_features_ce_sym50.yaml", "mnist": "mnist_coteaching_sym50.yaml"}
+REFERENCES = ["ce_clean", "clean_only", "cleanlab", "cleanlab_fli"]
+
+
+# ---------------------------------------------------------------------------------------------- rows
+def method_config(dataset: str, method: str) -> Path | None:
+    """The method's shipped CPU config for this data set (first match), else None."""
+    prefix = "cifar10_features" if dataset == "cifar10_features" else dataset
+    matches = sorted((REPO / "configs").glob(f"{prefix}_{method}_*.yaml"))
+    matches = [m for m in matches if not m.stem.endswith("_paper")]
+    return matches[0] if matches else None
+
+
+def row_overrides(setting: str, method: str, seed: int) -> tuple[Path | None, list[str]]:
+    """Config file and ``--set`` overrides of one row: the exact command that reproduces it."""
+    dataset, noise = SETTINGS[setting]
+    base = "ce" if method in REFERENCES else method
+    config = method_config(dataset, base) or (
+        REPO / "configs" / CE_CONFIG[dataset] if dataset in CE_CONFIG else None
+    )
+    sets = [f"dataset={dataset}", *BUDGET[dataset], *noise, f"seed={seed}", "quiet=true"]
+    sets.append(f"method={base}")
+    if method == "ce_clean":
+        sets = [s for s in sets if not s.startswith("noise.")] + ["noise.protocol=none"]
+    return config, sets
+
+
+def command(config: Path | None, sets: list[str]) -> str:
+    cfg = f" {config.relative_to(REPO)}" if config else ""
+    return "noisy-labels run" + cfg + "".join(f" --set {s}" for s in sets if not s.startswith("root="))
+
+
+def store_path(setting: str, method: str, seed: int) -> Path:
+    return STORE / setting / f"{method}-seed{seed}.json"
+
+
+def run_row(setting: str, method: str, seed: int, store: Path) -> dict[str, Any]:
+    """Run one row in this process (1 torch thread) and store its record; returns the record."""
+    import torch
+
+    torch.set_num_threads(1)
+    config, sets = row_overrides(setting, method, seed)
+    start = time.perf_counter()
+    if method in ("cleanlab", "cleanlab_fli", "clean_only"):
+        summary, history = reference_run(setting, method, seed, config, sets)
+    else:
+        from noisy_labels.config import load_config
+        from noisy_labels.engine import run_experiment
+
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = load_config(config, [*sets, f"out={Path(tmp) / 'run'}"])
+            summary = run_experiment(cfg, overwrite=True)
+            history = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").open()]
+    record = {
+        "setting": setting,
+        "method": method,
+        "seed": seed,
+        "command": command(config, sets)
+        if method not in ("cleanlab", "cleanlab_fli", "clean_only")
+        else f"python benchmarks/suite.py --settings {setting} --methods {method} --seeds {seed}",
+        "summary": summary,
+        "history": [
+            {k: h.get(k) for k in ("epoch", "test_acc", "label_acc", "cleanness_auc")} for h in history
+        ],
+        "wall_seconds": time.perf_counter() - start,
+    }
+    path = store / setting / f"{method}-seed{seed}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1, default=float))
+    os.replace(tmp, path)  # atomic: an interrupted suite never leaves a half-written row
+    return record
+
+
+# ------------------------------------------------------------------------------- outside references
+def reference_run(setting: str, method: str, seed: int, config: Path | None, sets: list[str]):
+    """cleanlab rows and the clean-set-only row, with a multinomial logistic-regression head."""
+    import numpy as np
+    import torch
+
+    from noisy_labels.config import load_config
+    from noisy_labels.engine.data import prepare_data
+
+    cfg = load_config(config, sets)
+    data = prepare_data(cfg, torch.device("cpu"), corrupt_meta=False)
+    x, y = data.train_x.numpy(), data.train_y.numpy()
+    xm, ym = data.meta_x.numpy(), data.meta_y.numpy()
+    xt, yt = data.test_x.numpy(), data.test_y.numpy()
+    x2 = x.reshape(len(x), -1)
+    xm2, xt2 = xm.reshape(len(xm), -1), xt.reshape(len(xt), -1)
+    if method == "clean_only":
+        keep = np.zeros(len(y), bool)
+    else:
+        from cleanlab.filter import find_label_issues
+
+        probs = out_of_fold_probs(x2, y, seed)
+        issues = find_label_issues(y, probs) if method == "cleanlab_fli" else cleanlab_issues(x2, y, seed)
+        keep = ~issues
+    clf = head(seed).fit(np.concatenate([x2[keep], xm2]), np.concatenate([y[keep], ym]))
+    acc = float((clf.predict(xt2) == yt).mean())
+    true = data.train_clean_y.numpy() if data.train_clean_y is not None else None
+    summary = {"best_test_acc": acc, "last_test_acc": acc, "epochs": 1, "seconds": 0.0}
+    if true is not None and method != "clean_only":
+        noisy = y != true
+        summary["issue_precision"] = float(noisy[~keep].mean()) if (~keep).any() else None
+        summary["issue_recall"] = float((~keep)[noisy].mean()) if noisy.any() else None
+    return summary, [{"epoch": 1, "test_acc": acc}]
+
+
+def head(seed: int):
+    """The suite's linear head as a scikit-learn estimator (multinomial logistic regression)."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(max_iter=300, C=1.0, random_state=seed)
+
+
+def out_of_fold_probs(x, y, seed: int):
+    from sklearn.model_selection import cross_val_predict
+
+    return cross_val_predict(head(seed), x, y, cv=5, method="predict_proba")
+
+
+def cleanlab_issues(x, y, seed: int):
+    from cleanlab.classification import CleanLearning
+
+    cl = CleanLearning(head(seed), seed=seed, cv_n_folds=5)
+    return cl.find_label_issues(x, y)["is_label_issue"].to_numpy()
+
+
+# ------------------------------------------------------------------------------------------- report
+def load_records(store: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(store.glob("*/*.json"))]
+
+
+def _mean_std(values: list[float], scale: float = 100.0, spec: str = ".1f") -> str:
+    vals = [v * scale for v in values if v is not None]
+    if not vals:
+        return "-"
+    if len(vals) == 1:
+        return format(vals[0], spec)
+    return f"{statistics.mean(vals):{spec}} ± {statistics.stdev(vals):{spec}}"
+
+
+def method_order(records: list[dict]) -> list[str]:
+    from noisy_labels.methods import list_methods
+
+    names = [*REFERENCES, *list_methods()]
+    seen = {r["method"] for r in records}
+    return [m for m in names if m in seen]
+
+
+def setting_table(records: list[dict], setting: str) -> list[str]:
+    lines = [
+        f"### {setting}",
+        "",
+        "| method | seeds | best acc | last acc | label acc | noisy-sample AUC | s / run "
+        "| command (seed 0) |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    rows = [r for r in records if r["setting"] == setting]
+    for method in method_order(rows):
+        group = [r for r in rows if r["method"] == method]
+        s = [g["summary"] for g in group]
+        cmd = next((g["command"] for g in group if g["seed"] == 0), group[0]["command"])
+        lines.append(
+            f"| {method} | {len(group)} | {_mean_std([x.get('best_test_acc') for x in s])} "
+            f"| {_mean_std([x.get('last_test_acc') for x in s])} "
+            f"| {_mean_std([x.get('label_acc') for x in s])} "
+            f"| {_mean_std([x.get('cleanness_auc') for x in s], spec='.1f')} "
+            f"| {_mean_std([g['wall_seconds'] for g in group], scale=1, spec='.0f')} | `{cmd}` |"
+        )
+    return lines
+
+
+def headline(records: list[dict], settings: list[str]) -> list[str]:
+    """Last-epoch test accuracy (mean over seeds), methods x settings."""
+    lines = ["| method | " + " | ".join(settings) + " |", "|---|" + "---:|" * len(settings)]
+    for method in method_order(records):
+        cells = []
+        for setting in settings:
+            vals = [
+                r["summary"].get("last_test_acc")
+                for r in records
+                if r["method"] == method and r["setting"] == setting
+            ]
+            cells.append(f"{100 * statistics.mean(vals):.1f}" if vals else "")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def plot_setting(records: list[dict], setting: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    rows = [r for r in records if r["setting"] == setting and len(r["history"]) > 1]
+    for i, method in enumerate(method_order(rows)):
+        style = "-" if i < 10 else "--"
+        for ax, key in zip(axes, ("test_acc", "label_acc"), strict=True):
+            curves = [[h.get(key) for h in r["history"]] for r in rows if r["method"] == method]
+            curves = [c for c in curves if all(v is not None for v in c)]
+            if curves:
+                n = min(len(c) for c in curves)
+                mean = [100 * statistics.mean(c[e] for c in curves) for e in range(n)]
+                ax.plot(range(1, n + 1), mean, style, label=method)
+    for ax, title in zip(axes, ("test accuracy (%)", "corrected-label accuracy (%)"), strict=True):
+        ax.set_title(f"{setting}: {title}")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def write_report(store: Path, out: Path) -> None:
+    records = load_records(store)
+    settings = [s for s in SETTINGS if any(r["setting"] == s for r in records)]
+    settings += sorted({r["setting"] for r in records} - set(settings))
+    import torch
+
+    lines = [
+        "# Benchmark suite results",
+        "",
+        f"Written by `python benchmarks/suite.py` ({time.strftime('%Y-%m-%d')}); machine: "
+        f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU, torch {torch.__version__}, one torch "
+        "thread per run. Accuracies "
+        "in %, mean ± std over seeds; `label acc`: accuracy of the method's corrected labels on the noisy "
+        "training set; `noisy-sample AUC`: ROC-AUC of its cleanness scores for telling clean from noisy "
+        "samples. Every row's exact command is in its table (seed 0; other seeds change `--set seed`).",
+        "",
+        "How the budget was scaled: "
+        + "; ".join(
+            f"`{k}`: {' '.join(x for x in v if not x.startswith('root='))}"
+            for k, v in BUDGET.items()
+            if k != "digits"
+        )
+        + ". "
+        "Each method keeps its shipped CPU config's own hyper-parameters (see `configs/`), which document "
+        "how they scale the paper's.",
+        "",
+        "## Last-epoch test accuracy",
+        "",
+        *headline(records, settings),
+        "",
+    ]
+    for setting in settings:
+        plot = out.parent / "suite_plots" / f"{setting}.png"
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        plot_setting(records, setting, plot)
+        lines += [*setting_table(records, setting), "", f"![{setting}](suite_plots/{setting}.png)", ""]
+    out.write_text("\n".join(lines) + "\n")
+
+
+# --------------------------------------------------------------------------------------------- main
+def all_methods() -> list[str]:
+    from noisy_labels.methods import list_methods
+
+    return ["ce_clean", "clean_only", *list_methods(), "cleanlab", "cleanlab_fli"]
+
+
+def pending(args) -> list[tuple[str, str, int]]:
+    todo = []
+    for setting in args.settings:
+        for method in args.methods:
+            if method.startswith("cleanlab") and not _has_cleanlab():
+                continue
+            if method in ("cleanlab", "cleanlab_fli", "clean_only") and SETTINGS[setting][0] == "mnist":
+                continue  # the outside references use a linear head: feature data sets only
+            for seed in args.seeds:
+                if args.rerun or not (args.store / setting / f"{method}-seed{seed}.json").exists():
+                    todo.append((setting, method, seed))
+    return todo
+
+
+def _has_cleanlab() -> bool:
+    try:
+        import cleanlab  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def verify(spec: str, store: Path) -> int:
+    setting, method, seed = spec.split("/")
+    stored = json.loads((store / setting / f"{method}-seed{seed}.json").read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = run_row(setting, method, int(seed), Path(tmp))
+    keys = ("best_test_acc", "last_test_acc", "label_acc", "cleanness_auc")
+    diffs = {k: (stored["summary"].get(k), fresh["summary"].get(k)) for k in keys}
+    same = all(a == b for a, b in diffs.values())
+    for k, (a, b) in diffs.items():
+        print(f"{k:15s} stored {a}  rerun {b}")
+    print("reproduced exactly" if same else "DIFFERENT")
+    return 0 if same else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--settings", nargs="+", default=None, choices=[*SETTINGS, "digits_sym50", "digits_unif60"]
+    )
+    parser.add_argument("--methods", nargs="+", default=None)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel, one torch thread each")
+    parser.add_argument("--rerun", action="store_true", help="rerun rows that are already stored")
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--verify", metavar="SETTING/METHOD/SEED", help="rerun one stored row and compare")
+    parser.add_argument("--quick", action="store_true", help="smoke check on digits into a temporary folder")
+    args = parser.parse_args(argv)
+    args.store, out = STORE, RESULTS / "RESULTS.md"
+    if args.verify:
+        return verify(args.verify, args.store)
+    if args.quick:
+        SETTINGS["digits_sym50"] = ("digits", ["noise.protocol=symmetric", "noise.rate=0.5"])
+        SETTINGS["digits_unif60"] = ("digits", ["noise.protocol=uniform", "noise.rate=0.6"])
+        args.settings = args.settings or ["digits_sym50", "digits_unif60"]
+        args.seeds = [0]
+        tmp = Path(tempfile.mkdtemp(prefix="suite-quick-"))
+        args.store, out = tmp / "store", tmp / "RESULTS.md"
+    args.settings = args.settings or [s for s in SETTINGS if not s.startswith("digits")]
+    args.methods = args.methods or all_methods()
+    if not args.report_only:
+        todo = pending(args)
+        print(f"{len(todo)} runs to do", flush=True)
+        run_all(todo, args)
+    write_report(args.store, out)
+    print(f"wrote {out}")
+    return 0
+
+
+def run_all(todo: list[tuple[str, str, int]], args) -> None:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(todo), desc="suite")
+    if args.jobs <= 1:
+        for row in todo:
+            _report(run_row(*row, args.store), bar)
+        return
+    with ProcessPoolExecutor(args.jobs) as pool:
+        futures = [pool.submit(run_row, *row, args.store) for row in todo]
+        for f in as_completed(futures):
+            _report(f.result(), bar)
+
+
+def _report(record: dict, bar) -> None:
+    s = record["summary"]
+    bar.update(1)
+    bar.write(
+        f"{record['setting']:14s} {record['method']:16s} seed {record['seed']}: "
+        f"last {100 * s['last_test_acc']:.1f}  best {100 * s['best_test_acc']:.1f}  "
+        f"({record['wall_seconds']:.0f} s)"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
