@@ -100,6 +100,10 @@ def stratified_subset(bundle, size: int, *, seed: int):
 def prepare_data(cfg: Config, device: torch.device, *, corrupt_meta: bool) -> ExperimentData:
     from ..data.registry import load_dataset
     from ..data.split import make_noisy_split
+    from .lazy import LAZY_DATASETS, prepare_lazy_data
+
+    if cfg.dataset in LAZY_DATASETS:  # Clothing1M, WebVision: images decoded per batch
+        return prepare_lazy_data(cfg, device)
 
     bundle = load_dataset(cfg.dataset, cfg.root, download=cfg.download, **cfg.dataset_options)
     if cfg.train_subset is not None:
