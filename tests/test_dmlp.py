@@ -329,3 +329,17 @@ def test_dmlp_soft_targets_and_resume(tmp_path, feature_file):
     assert summary["epochs"] == 3 and summary["label_acc"] == pytest.approx(first["label_acc"])
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 3 and json.loads(lines[2])["test_acc"] > 0.8
+
+
+def test_keep_given_relabels_only_where_the_purifier_is_sure(blobs):
+    from noisy_labels.purify import hard_labels
+
+    x, noisy, xv, yv, clean = blobs
+    res = DMLPPurifier(**FAST).fit(x, noisy, xv, yv)
+    argmax = hard_labels(res.soft_labels, noisy, 0.0)
+    kept = hard_labels(res.soft_labels, noisy, 0.1)
+    np.testing.assert_array_equal(argmax, res.hard_labels)
+    changed_argmax, changed_kept = (argmax != noisy).sum(), (kept != noisy).sum()
+    assert 0 < changed_kept < changed_argmax  # fewer changes, and only to the argmax class
+    assert np.all((kept == noisy) | (kept == argmax))
+    assert np.all(hard_labels(res.soft_labels, noisy, 1.0) == argmax)  # kept only when it is the argmax

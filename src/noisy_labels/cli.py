@@ -259,7 +259,10 @@ def _add_purify_parser(sub) -> None:
     p.add_argument("--num-classes", type=int, help="number of classes (default: largest label + 1)")
     p.add_argument("--true-labels", help="optional .npy of the true labels, only to report label accuracy")
     p.add_argument(
-        "--set", action="append", metavar="KEY=VALUE", help="purifier parameter, e.g. epochs=50 or ridge=1.0"
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="purifier parameter, e.g. epochs=50, momentum=0.3, or keep_given=0.1 (relabel only where sure)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--top", type=int, default=20, help="suspects to print")

@@ -9,7 +9,8 @@ training set (DivideMix, the flywheel) decode it once per pass, as the reference
 :func:`prepare_lazy_data` maps the official splits onto the engine's roles:
 
 * Clothing1M: ``noisy_train`` (real noisy labels) trains; the trusted meta set is a class-balanced draw
-  of ``meta.size`` images from ``clean_train`` (0: none); ``test`` evaluates.
+  of ``meta.size`` images from ``clean_train`` (0: none; ``dataset_options.meta_split=val`` draws from the
+  validation split instead, as L2B does); ``test`` evaluates.
 * WebVision mini: ``train`` trains; ``val`` evaluates; no trusted set.
 
 The noise is real, so ``noise.protocol`` must be ``none`` and no clean training labels are known
@@ -119,9 +120,12 @@ def load_lazy_splits(
 ) -> tuple[ImageListDataset, ImageListDataset | None, ImageListDataset | None]:
     """Training, trusted and test sets of a lazy data set (before the meta-size draw)."""
     options = {"image_size": 224, "resize": 256, **cfg.dataset_options}
+    trusted = options.pop("meta_split", "clean_train")  # L2B's Clothing1M runs use "val"
     if cfg.dataset == "clothing1m":
+        if trusted not in ("clean_train", "val"):
+            raise ConfigError(f"dataset_options.meta_split must be clean_train or val, got {trusted!r}.")
         splits = load_clothing1m(cfg.root, **options)
-        return splits["noisy_train"], splits["clean_train"], splits["test"]
+        return splits["noisy_train"], splits[trusted], splits["test"]
     splits = load_webvision_mini(cfg.root, **options)
     if cfg.meta.size:
         raise ConfigError("webvision_mini has no trusted set: set meta.size=0.")

@@ -31,7 +31,7 @@ microsoft/MLC for MLC):
   JVP is taken at the weights before *that* step, as eq. 11.
 * The meta-gradient is scaled by ``meta_weight`` and summed with the other terms, each averaged over its
   own batch (eq. 12 with unit weights). ``meta_weight=0``, ``ce_weight=0`` or ``bce_weight=0`` switch a
-  term off (the ablations of the paper's appendix).
+  term off (ablations).
 * Clean data of the teacher: CE and BCE share one forward of a fresh meta batch in ``clean_view``
   (``strong``: the engine's stand-in for AutoAugment, which the reference applies to every clean batch);
   the meta-gradient's clean loss uses another fresh meta batch in the weak view.
@@ -39,10 +39,13 @@ microsoft/MLC for MLC):
   draws it uniformly among the *other* classes (the reference draws among all, so some "corrupted"
   labels are right and counted clean); ``adversarial`` takes the teacher classifier's highest-scoring
   wrong class (the reference's default); ``mixed`` picks one of the two per sample; ``none`` turns BCE off
-  (what the reference's CIFAR runs used, per our notes). The gate's BCE also trains the feature
-  extractor (the reference passes the features with their graph).
-* Teacher optimiser: the config's optimiser at ``teacher_lr`` (default: the student's lr) with momentum
-  ``teacher_momentum`` (0, as the reference's teacher and MLC's), on the same schedule.
+  (the reference's CIFAR runs, per ../shared/research/reference-implementations.md; the code version we
+  read always applies ``adversarial``). The gate's BCE also trains the feature extractor (the reference
+  passes the features with their graph).
+* Teacher optimisers, on the student's LR schedule: EMLC's defaults are the reference's, the config's
+  optimiser (SGD there) at the student's lr without momentum; MLC's are Adam (its code: Adam with
+  amsgrad) at lr 3e-4 (its code's default 3e-5 goes with an Adam student at 3e-4) without weight decay.
+  ``teacher_optim``, ``teacher_lr``, ``teacher_momentum``, ``teacher_weight_decay`` override them.
 * The student trains on the teacher's soft labels only. The reference also adds CE on half of each clean
   batch to the student's loss (not in the paper): ``student_clean_weight`` (default 0).
 * The teacher's soft labels for the student come from a train-mode forward; at the teacher's step they
@@ -55,8 +58,9 @@ microsoft/MLC for MLC):
 * Student selection (sec. 4.1: "the student model when its validation score is the highest"): after each
   epoch the student's accuracy on the whole meta set is logged as ``train_clean_acc``; with
   ``select_by_clean`` the engine evaluates (and so reports) the student of the best such accuracy so far.
-* MLC's teacher: label embedding 128, two tanh hidden layers of 128 (the MLC code's layout; its sizes
-  vary by task); MLC's k-step gradient accumulation is not implemented (one step, as the issue asks).
+* MLC's teacher: label embedding 64 and two tanh hidden layers of 128 (the MLC code's defaults; PyTorch's
+  initialisation instead of its Xavier one); MLC's k-step accumulation (its ``gradient_steps``, with a
+  data-dependent discount) is not implemented: one step, as EMLC's paper compares.
 
 The meta steps run in full precision (no autocast); distributed (DDP) training is untested.
 """
@@ -300,7 +304,7 @@ class TeacherStudent(Method):
 # ---------------------------------------------------------------------------------------------- MLC
 @dataclass
 class MLCParams:
-    label_embedding: int = 128  # label-correction network: embedding of the noisy label
+    label_embedding: int = 64  # label-correction network: embedding of the noisy label (MLC code)
     hidden: int = 128  # its two tanh hidden layers
     teacher_optim: str | None = "adam"  # MLC's code: Adam (amsgrad) for the teacher; None: optim.name
     teacher_lr: float | None = 3e-4  # None: the student's lr (optim.lr); on the same schedule
@@ -398,12 +402,14 @@ class EMLC(TeacherStudent):
         )
         self.teacher_optimizer = self.new_teacher_optimizer(self.teacher.parameters())
         self.history: list[StudentStep] = []  # the current window; empty between epochs
+        self.pending = 0  # student steps since the teacher's last update (0 between epochs)
 
     def train_step(self, batch):
         p, engine = self.params, self.engine
         last = engine.step_in_epoch == engine.steps_per_epoch - 1
-        update_now = len(self.history) + 1 >= p.steps or last
-        track = p.meta_weight > 0
+        self.pending += 1
+        update_now = self.pending >= p.steps or last
+        track = p.meta_weight != 0  # a negative weight flips the meta-gradient (a test's control)
         teacher_rng = capture_rng(batch.x.device)
         # The window's last soft labels keep their graph for the meta-gradient; earlier ones are rebuilt.
         with torch.set_grad_enabled(track and update_now):
@@ -436,7 +442,7 @@ class EMLC(TeacherStudent):
     def teacher_step(self) -> dict[str, Tensor]:
         """One teacher update on eq. 12; statistics weighted by the student steps it covers."""
         p, engine = self.params, self.engine
-        covered = max(len(self.history), 1)
+        covered, self.pending = self.pending, 0
         self.teacher_optimizer.zero_grad(set_to_none=True)
         stats = {}
         if self.history:

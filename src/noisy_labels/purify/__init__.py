@@ -5,6 +5,6 @@
 classifier), run by :mod:`.pipeline`.
 """
 
-from .pipeline import DMLPPurifier, PurifyParams, PurifyResult
+from .pipeline import DMLPPurifier, PurifyParams, PurifyResult, hard_labels
 
-__all__ = ["DMLPPurifier", "PurifyParams", "PurifyResult"]
+__all__ = ["DMLPPurifier", "PurifyParams", "PurifyResult", "hard_labels"]
