@@ -66,7 +66,13 @@ SETTINGS: dict[str, tuple[str, list[str]]] = {
 }
 # Same budget for every method of a data set; what each shipped config would use otherwise is ignored.
 BUDGET = {
-    "cifar10_features": ["epochs=20", "meta.size=1000", f"root={DATA}", "model.name=linear"],
+    "cifar10_features": [
+        "epochs=20",
+        "meta.size=1000",
+        f"root={DATA}",
+        "model.name=linear",
+        "model.params={}",
+    ],
     "mnist": ["epochs=20", "train_subset=3000", "meta.size=1000", f"root={DATA / 'mnist'}"],
     "digits": ["epochs=3", "meta.size=200"],
 }
@@ -76,10 +82,22 @@ REFERENCES = ["ce_clean", "clean_only", "cleanlab", "cleanlab_fli"]
 
 # ---------------------------------------------------------------------------------------------- rows
 def method_config(dataset: str, method: str) -> Path | None:
-    """The method's shipped CPU config for this data set (first match), else None."""
-    prefix = "cifar10_features" if dataset == "cifar10_features" else dataset
-    matches = sorted((REPO / "configs").glob(f"{prefix}_{method}_*.yaml"))
-    matches = [m for m in matches if not m.stem.endswith("_paper")]
+    """The method's own shipped CPU config for this data set, else None.
+
+    ``<data set>_<method>_<noise>.yaml`` only: ``cifar10_features_elr_plus_sym50.yaml`` belongs to ELR+,
+    not ELR, and ``..._dmlp_dividemix_...`` to DMLP-DivideMix, not DMLP-Naive.
+    """
+    from noisy_labels.methods import list_methods
+
+    others = [m for m in list_methods() if m != method]
+    prefix = f"{dataset}_{method}_"
+    matches = []
+    for path in sorted((REPO / "configs").glob(f"{prefix}*.yaml")):
+        rest = path.stem[len(prefix) :]
+        longer_name = any(path.stem.startswith(f"{dataset}_{m}_") for m in others if len(m) > len(method))
+        if rest.endswith("paper") or longer_name or any(rest.startswith(f"{m}_") for m in others):
+            continue
+        matches.append(path)
     return matches[0] if matches else None
 
 
