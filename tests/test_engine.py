@@ -192,7 +192,7 @@ def test_cifar10_images_with_cifar10n_labels_and_augmentation(tmp_path, cifar10_
                 "noise.label_set=aggre",
                 "train_subset=1000",
                 "meta.size=100",
-                "epochs=1",
+                "epochs=3",
                 "batch_size=100",
                 "quiet=true",
                 f"out={tmp_path / 'c10'}",
@@ -201,7 +201,7 @@ def test_cifar10_images_with_cifar10n_labels_and_augmentation(tmp_path, cifar10_
     )
     assert summary["model"] == "small_cnn" and summary["num_train"] == 900
     assert 0.05 < summary["realised_rate"] < 0.14  # aggre is 9% noisy
-    assert summary["last_test_acc"] > 0.15  # above chance after one epoch on 900 images
+    assert summary["last_test_acc"] > 0.15  # above chance (0.10) after three epochs on 900 images (0.18 here)
 
 
 def test_weak_and_strong_views_differ_but_keep_shape():

@@ -65,7 +65,12 @@ def check_features(x, *, name: str = "features", ndim: int | Sequence[int] = 2) 
     arr = np.asarray(x)
     allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
     if arr.ndim not in allowed:
-        hint = " (reshape a single feature column with x.reshape(-1, 1))" if arr.ndim == 1 else ""
+        hint = (
+            "; Reshape your data with x.reshape(-1, 1) if it holds a single feature or x.reshape(1, -1) if "
+            "it is a single sample"
+            if arr.ndim == 1
+            else ""
+        )
         raise ValueError(
             f"{name} must have {' or '.join(map(str, allowed))} dimensions, got shape {arr.shape}{hint}."
         )
@@ -89,7 +94,15 @@ def check_same_length(**arrays) -> int:
     if len(set(lengths.values())) > 1:
         detail = ", ".join(f"{k}: {n}" for k, n in lengths.items())
         raise ValueError(f"shape mismatch: these must have the same number of rows ({detail}).")
-    return next(iter(lengths.values()))
+    return next(iter(lengths.values()), 0)
+
+
+def check_same_columns(**arrays) -> None:
+    """Check that all named arrays (None skipped) have the same shape after the first dimension."""
+    shapes = {k: tuple(v.shape[1:]) for k, v in arrays.items() if v is not None}
+    if len(set(shapes.values())) > 1:
+        detail = ", ".join(f"{k}: {s}" for k, s in shapes.items())
+        raise ValueError(f"feature shape mismatch: these must have the same columns ({detail}).")
 
 
 def check_rate(rate: float, *, name: str = "rate") -> float:
@@ -106,3 +119,87 @@ def check_every_class_present(labels: np.ndarray, num_classes: int, *, name: str
             f"{name} have no sample of class(es) {missing.tolist()}; every class needs at least one trusted "
             "sample (enlarge the clean set or drop those classes)."
         )
+
+
+def check_known_classes(labels, known, *, name: str = "y_clean", reference: str = "y") -> None:
+    """Check that every value of ``labels`` occurs in ``known`` (the classes seen in ``reference``)."""
+    values = np.unique(np.asarray(labels))
+    unseen = values[~np.isin(values, np.asarray(known))]
+    if unseen.size:
+        raise ValueError(
+            f"{name} contains class(es) {unseen.tolist()[:10]} that never occur in {reference}; the model "
+            f"can only learn classes present in {reference} (add samples of them or drop them from {name})."
+        )
+
+
+def check_integer_class_labels(labels, *, name: str = "labels", min_classes: int = 2) -> np.ndarray:
+    """``labels`` as int64 class indices ``0..K-1`` (cleanlab's convention), with fixes for the usual slips.
+
+    Raises
+    ------
+    TypeError
+        String or object labels (class names): map them to integers first.
+    ValueError
+        Negative labels, or fewer than ``min_classes`` distinct classes.
+    """
+    arr = np.asarray(labels)
+    if arr.dtype.kind in "USO":
+        example = arr.ravel()[0] if arr.size else ""
+        raise TypeError(
+            f"{name} must be integer class indices 0..K-1 (as in cleanlab), got {arr.dtype} values such as "
+            f"{example!r}; map class names to integers first, e.g. "
+            "`labels = sklearn.preprocessing.LabelEncoder().fit_transform(names)`, or use "
+            "noisy_labels.sklearn.NoisyLabelClassifier, which accepts any hashable labels."
+        )
+    arr = check_labels(arr, name=name)
+    if len(np.unique(arr)) < min_classes:
+        raise ValueError(f"{name} hold only one class ({arr[0]}); label issues need at least two classes.")
+    return arr
+
+
+def check_feature_matrix(x, *, name: str = "X") -> np.ndarray:
+    """A 2-D feature matrix as float32, checked the way scikit-learn estimators are expected to check it.
+
+    Object arrays of numbers are converted; sparse matrices, complex values, 1-D input, no rows or no
+    columns, and NaN/inf are errors whose messages say what to do.
+    """
+    if hasattr(x, "tocsr") or type(x).__module__.startswith("scipy.sparse"):
+        raise TypeError(
+            f"{name} is a sparse matrix; sparse input is not supported: pass {name}.toarray() (dense)."
+        )
+    arr = np.asarray(x)
+    if arr.dtype.kind == "O":
+        arr = arr.astype(np.float64)  # TypeError naming the value when an entry is not a number
+    if arr.dtype.kind == "c":
+        raise ValueError(f"Complex data not supported: {name} has dtype {arr.dtype}; pass real features.")
+    arr = check_features(arr, name=name, ndim=2)
+    if arr.shape[1] == 0:
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required: "
+            f"{name} has no columns."
+        )
+    return arr.astype(np.float32, copy=False)
+
+
+def check_class_target(y, *, name: str = "y") -> np.ndarray:
+    """Classification labels (any hashable values) as a 1-D array, with scikit-learn's conventions.
+
+    A column vector ``(N, 1)`` is flattened with a ``DataConversionWarning``; other shapes, NaN/inf and
+    continuous (regression) targets are errors.
+    """
+    from sklearn.utils import assert_all_finite
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import column_or_1d
+
+    if y is None:
+        raise ValueError(
+            f"this classifier requires {name} to be passed, but the target {name} is None; "
+            f"pass the given labels as {name}."
+        )
+    arr = column_or_1d(y, warn=True)
+    if arr.dtype.kind in "fc":
+        assert_all_finite(arr, input_name=name)
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty.")
+    check_classification_targets(arr)
+    return arr

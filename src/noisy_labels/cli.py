@@ -291,6 +291,71 @@ def _add_features_parser(sub) -> None:
     p.set_defaults(func=cmd_features)
 
 
+def cmd_issues(args: argparse.Namespace) -> None:
+    from .config import parse_overrides
+    from .issue_report import read_image_paths, write_gallery_html, write_gallery_png, write_issues_csv
+    from .sklearn import NoisyLabelClassifier
+
+    out = Path(args.out)
+    galleries = {"html": ["gallery.html"], "png": ["gallery.png"], "both": ["gallery.html", "gallery.png"]}
+    names = ["label_issues.csv", *(galleries[args.gallery] if args.image_paths else [])]
+    for name in names:
+        _refuse_overwrite(out / name, args.overwrite)
+    features = _load_array_input(args.features, "features")
+    labels = _load_array_input(args.labels, "labels", key="y")
+    clean = (args.clean_features is None, args.clean_labels is None)
+    if clean[0] != clean[1]:
+        raise CLIError("pass both --clean-features and --clean-labels, or neither.")
+    clean_features = None if clean[0] else _load_array_input(args.clean_features, "clean features")
+    clean_labels = None if clean[1] else _load_array_input(args.clean_labels, "clean labels", key="y")
+    paths = read_image_paths(args.image_paths, len(labels)) if args.image_paths else None
+    clf = NoisyLabelClassifier(
+        args.method,
+        method_params=parse_overrides(args.set or []) or None,
+        epochs=args.epochs,
+        random_state=args.seed,
+        verbose=not args.quiet,
+    ).fit(features, labels, clean_features, clean_labels)
+    given, suggested, quality = np.asarray(labels), clf.purified_labels_, clf.cleanness_
+    order = np.argsort(quality, kind="stable") if args.all else clf.label_issues_
+    written = [write_issues_csv(out / "label_issues.csv", order, given, suggested, quality)]
+    if paths is not None:
+        top = clf.label_issues_[: args.top]
+        if args.gallery in ("html", "both"):
+            written.append(write_gallery_html(out / "gallery.html", top, paths, given, suggested, quality))
+        if args.gallery in ("png", "both"):
+            written.append(write_gallery_png(out / "gallery.png", top, paths, given, suggested, quality))
+    n, m = len(given), len(clf.label_issues_)
+    print(f"{clf.method_}: {m} of {n} labels flagged ({m / n:.1%}), most likely mislabelled first:")
+    print(f"{'rank':>5} {'index':>8} {'given':>10} {'suggested':>10} {'quality':>8}")
+    for rank, i in enumerate(clf.label_issues_[: args.show].tolist(), 1):
+        print(f"{rank:>5} {i:>8} {given[i]!s:>10} {suggested[i]!s:>10} {quality[i]:>8.4f}")
+    print("written: " + ", ".join(map(str, written)))
+
+
+def _add_issues_parser(sub) -> None:
+    p = sub.add_parser(
+        "issues", help="rank likely mislabelled samples from features (CSV; image gallery if paths given)"
+    )
+    p.add_argument("--features", required=True, help="features, .npy (N, d) (or .npz key 'x')")
+    p.add_argument("--labels", required=True, help="their given labels, .npy (integers or strings)")
+    p.add_argument("--clean-features", help="features of a trusted clean set, .npy (n, d)")
+    p.add_argument("--clean-labels", help="its labels, .npy")
+    p.add_argument("--method", default="auto", help="a method that fits features (default auto: elr)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="method parameter, e.g. beta=0.9")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder (label_issues.csv, gallery.html/png)")
+    p.add_argument("--all", action="store_true", help="write every sample to the CSV, not only flagged")
+    p.add_argument("--image-paths", help="text file, one image path per sample (relative to its folder)")
+    p.add_argument("--gallery", choices=["html", "png", "both"], default="both", help="with --image-paths")
+    p.add_argument("--top", type=int, default=48, help="images in the gallery")
+    p.add_argument("--show", type=int, default=10, help="suspects to print")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_issues)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="noisy-labels", description="Learning with noisy labels.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -299,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_parsers(sub)
     _add_purify_parser(sub)
     _add_features_parser(sub)
+    _add_issues_parser(sub)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""From a config to device tensors: load the data set, inject noise, carve the meta set, normalise."""
+"""From a config or in-memory arrays to device tensors: load, inject noise, carve the meta set, normalise."""
 
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ class ExperimentData:
     noise_record: dict
     train_index: np.ndarray  # positions in the original training set
     meta_index: np.ndarray
+    feature_mean: np.ndarray | None = None  # the standardisation applied to features (to apply to new inputs)
+    feature_std: np.ndarray | None = None
 
     @property
     def num_classes(self) -> int:
@@ -119,11 +121,108 @@ def prepare_data(cfg: Config, device: torch.device, *, corrupt_meta: bool) -> Ex
         corrupt_meta=corrupt_meta,
         **params,
     )
-    is_image = bundle.train.is_image
-    mean = std = None
-    train_x = split.train.x
-    meta_x = split.meta.x if split.meta is not None else None
-    test_x = bundle.test.x if bundle.test is not None else None
+    record = split.noise.to_dict()
+    record["meta_corrupted"] = bool(corrupt_meta and split.meta is not None)
+    return _assemble(
+        cfg,
+        device,
+        train_x=split.train.x,
+        train_y=split.train.y,
+        train_clean_y=split.train_clean_labels,
+        meta_x=split.meta.x if split.meta is not None else None,
+        meta_y=split.meta.y if split.meta is not None else None,
+        test_x=bundle.test.x if bundle.test is not None else None,
+        test_y=bundle.test.y if bundle.test is not None else None,
+        classes=bundle.train.classes,
+        noise_record=record,
+        train_index=split.train_index,
+        meta_index=split.meta_index,
+    )
+
+
+def prepare_arrays(
+    cfg: Config,
+    device: torch.device,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    x_clean: np.ndarray | None = None,
+    y_clean: np.ndarray | None = None,
+    x_test: np.ndarray | None = None,
+    y_test: np.ndarray | None = None,
+    true_y: np.ndarray | None = None,
+    classes: tuple[str, ...] | None = None,
+) -> ExperimentData:
+    """:class:`ExperimentData` from in-memory arrays instead of a named data set (``cfg.dataset`` unused).
+
+    ``x``/``y`` are the training samples with their given (noisy) labels, ``x_clean``/``y_clean`` the
+    trusted set (the engine's meta set), ``true_y`` the true training labels when known (label metrics
+    only). Labels are integers in ``[0, C)`` with ``C = len(classes)`` (default ``max label + 1``).
+    Features are standardised with the training part's statistics (``cfg.standardize_features``), as
+    :func:`prepare_data` does; images (uint8 NHWC) get per-channel statistics.
+
+    Raises
+    ------
+    ValueError, TypeError
+        From :mod:`noisy_labels._validation`: bad shapes, NaN features, labels out of range, length
+        mismatches, or only one of ``x_clean``/``y_clean`` (or ``x_test``/``y_test``).
+    """
+    from .._validation import check_features, check_labels, check_same_columns, check_same_length
+
+    for a, b, names in ((x_clean, y_clean, "x_clean/y_clean"), (x_test, y_test, "x_test/y_test")):
+        if (a is None) != (b is None):
+            raise ValueError(f"give both or neither of {names}.")
+    given = {"y": y, "y_clean": y_clean, "y_test": y_test, "true_y": true_y}
+    ys = {name: check_labels(v, name=name) for name, v in given.items() if v is not None}
+    k = len(classes) if classes is not None else max(int(v.max()) for v in ys.values()) + 1
+    ys = {name: check_labels(v, k, name=name) for name, v in ys.items()}
+    y, y_clean, y_test, true_y = (ys.get(name) for name in given)
+    x = check_features(x, name="x", ndim=(2, 4))
+    x_clean, x_test = (
+        None if a is None else check_features(a, name=name, ndim=x.ndim)
+        for a, name in ((x_clean, "x_clean"), (x_test, "x_test"))
+    )
+    check_same_columns(x=x, x_clean=x_clean, x_test=x_test)
+    check_same_length(x=x, y=y, true_y=true_y)
+    check_same_length(x_clean=x_clean, y_clean=y_clean)
+    check_same_length(x_test=x_test, y_test=y_test)
+    n, m = len(y), 0 if y_clean is None else len(y_clean)
+    return _assemble(
+        cfg,
+        device,
+        train_x=x,
+        train_y=y,
+        train_clean_y=true_y,
+        meta_x=x_clean,
+        meta_y=y_clean,
+        test_x=x_test,
+        test_y=y_test,
+        classes=tuple(classes) if classes is not None else tuple(str(c) for c in range(k)),
+        noise_record={},
+        train_index=np.arange(n, dtype=np.int64),
+        meta_index=np.arange(n, n + m, dtype=np.int64),
+    )
+
+
+def _assemble(
+    cfg: Config,
+    device: torch.device,
+    *,
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    train_clean_y: np.ndarray | None,
+    meta_x: np.ndarray | None,
+    meta_y: np.ndarray | None,
+    test_x: np.ndarray | None,
+    test_y: np.ndarray | None,
+    classes: tuple[str, ...],
+    noise_record: dict,
+    train_index: np.ndarray,
+    meta_index: np.ndarray,
+) -> ExperimentData:
+    """Normalisation statistics from the training part, then everything as tensors on ``device``."""
+    is_image = train_x.ndim == 4
+    mean = std = mu = sigma = None
     if is_image:
         pixels = train_x.reshape(-1, train_x.shape[-1]).astype(np.float64) / 255.0
         mean, std = pixels.mean(0), pixels.std(0) + 1e-8
@@ -141,21 +240,21 @@ def prepare_data(cfg: Config, device: torch.device, *, corrupt_meta: bool) -> Ex
         return t.to(device)
 
     label = torch.long
-    record = split.noise.to_dict()
-    record["meta_corrupted"] = bool(corrupt_meta and split.meta is not None)
     return ExperimentData(
         train_x=put(train_x),
-        train_y=put(split.train.y, label),
-        train_clean_y=put(split.train_clean_labels, label),
+        train_y=put(train_y, label),
+        train_clean_y=put(train_clean_y, label),
         meta_x=put(meta_x),
-        meta_y=put(split.meta.y, label) if split.meta is not None else None,
+        meta_y=put(meta_y, label),
         test_x=put(test_x),
-        test_y=put(bundle.test.y, label) if bundle.test is not None else None,
-        classes=bundle.train.classes,
+        test_y=put(test_y, label),
+        classes=classes,
         is_image=is_image,
         mean=put(mean, torch.float32),
         std=put(std, torch.float32),
-        noise_record=record,
-        train_index=split.train_index,
-        meta_index=split.meta_index,
+        noise_record=noise_record,
+        train_index=train_index,
+        meta_index=meta_index,
+        feature_mean=mu,
+        feature_std=sigma,
     )
