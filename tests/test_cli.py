@@ -185,3 +185,14 @@ def test_import_needs_only_core_dependencies():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_demo_writes_its_table_and_plot(tmp_path, capsys):
+    """README's main command, shortened: the same code path with two methods and three epochs."""
+    from noisy_labels.demo import run_demo
+
+    table = run_demo(tmp_path / "demo", methods=("ce", "mae"), extra=["epochs=3"])
+    rows = [line for line in table.splitlines() if line.startswith("| digits")]
+    assert [r.split("|")[4].strip() for r in rows] == ["ce", "mae"]
+    assert (tmp_path / "demo" / "test_accuracy.png").stat().st_size > 1000
+    assert "![test accuracy]" in (tmp_path / "demo" / "report.md").read_text()
