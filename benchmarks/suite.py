@@ -14,10 +14,11 @@ there is one (its hyper-parameters are the paper's, scaled to the budget as that
 from the data set's cross-entropy config with ``method=NAME``; every run gets the same epochs budget per
 data set (``BUDGET``), the setting's noise and the seed. Methods that do not use a trusted set train on the
 noisy part only. References: ``ce_clean`` (cross-entropy on the true labels), ``clean_only`` (the meta set
-alone) and, when the benchmark-only dependency ``cleanlab`` is installed, ``cleanlab`` (``CleanLearning``
-with the same head: issues removed, the clean set added, as the team's reference numbers) and
-``cleanlab_fli`` (``find_label_issues`` on 5-fold out-of-fold predictions, then the same head on the kept
-samples plus the clean set).
+alone) and, when the benchmark-only dependency ``cleanlab`` is installed, ``cleanlab`` (the issues
+``CleanLearning`` finds with a logistic-regression model, removed) and ``cleanlab_fli``
+(``cleanlab.filter.find_label_issues`` on 5-fold out-of-fold logistic-regression probabilities, removed):
+the kept samples plus the clean set then train the ``ce`` row's head with its recipe, as in the team's
+reference numbers; ``clean_only`` trains that head on the clean set alone.
 
 Every finished run is stored as ``benchmarks/results/suite/<setting>/<method>-seed<k>.json`` (summary and
 per-epoch history): a rerun skips it, so the suite fills up over several sittings on any checkout, and
@@ -164,7 +165,12 @@ def run_row(setting: str, method: str, seed: int, store: Path) -> dict[str, Any]
 
 # ------------------------------------------------------------------------------- outside references
 def reference_run(setting: str, method: str, seed: int, config: Path | None, sets: list[str]):
-    """cleanlab rows and the clean-set-only row, with a multinomial logistic-regression head."""
+    """cleanlab rows and the clean-set-only row: select samples, then train the suite's CE head on them.
+
+    cleanlab finds the issues from 5-fold out-of-fold probabilities of a logistic-regression model (its
+    documented usage); the kept samples plus the clean set then train the same linear head, with the
+    same recipe and budget, as the ``ce`` row, so the rows differ only in which samples they keep.
+    """
     import numpy as np
     import torch
 
@@ -174,10 +180,7 @@ def reference_run(setting: str, method: str, seed: int, config: Path | None, set
     cfg = load_config(config, sets)
     data = prepare_data(cfg, torch.device("cpu"), corrupt_meta=False)
     x, y = data.train_x.numpy(), data.train_y.numpy()
-    xm, ym = data.meta_x.numpy(), data.meta_y.numpy()
-    xt, yt = data.test_x.numpy(), data.test_y.numpy()
     x2 = x.reshape(len(x), -1)
-    xm2, xt2 = xm.reshape(len(xm), -1), xt.reshape(len(xt), -1)
     if method == "clean_only":
         keep = np.zeros(len(y), bool)
     else:
@@ -186,19 +189,38 @@ def reference_run(setting: str, method: str, seed: int, config: Path | None, set
         probs = out_of_fold_probs(x2, y, seed)
         issues = find_label_issues(y, probs) if method == "cleanlab_fli" else cleanlab_issues(x2, y, seed)
         keep = ~issues
-    clf = head(seed).fit(np.concatenate([x2[keep], xm2]), np.concatenate([y[keep], ym]))
-    acc = float((clf.predict(xt2) == yt).mean())
+    train_x = np.concatenate([x2[keep], data.meta_x.numpy().reshape(len(data.meta_y), -1)])
+    train_y = np.concatenate([y[keep], data.meta_y.numpy()])
+    summary, history = ce_head(train_x, train_y, data, config, sets)
     true = data.train_clean_y.numpy() if data.train_clean_y is not None else None
-    summary = {"best_test_acc": acc, "last_test_acc": acc, "epochs": 1, "seconds": 0.0}
     if true is not None and method != "clean_only":
         noisy = y != true
         summary["issue_precision"] = float(noisy[~keep].mean()) if (~keep).any() else None
         summary["issue_recall"] = float((~keep)[noisy].mean()) if noisy.any() else None
-    return summary, [{"epoch": 1, "test_acc": acc}]
+    return summary, history
+
+
+def ce_head(train_x, train_y, data, config: Path | None, sets: list[str]):
+    """The ``ce`` row's head and recipe trained on given samples (no noise injected, no meta set)."""
+    import numpy as np
+
+    from noisy_labels.config import load_config
+    from noisy_labels.engine import run_experiment
+
+    recipe = [s for s in sets if not s.startswith(("noise.", "meta.", "dataset=", "root="))]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "selected.npz"
+        xt, yt = data.test_x.numpy(), data.test_y.numpy()
+        np.savez(path, x=train_x, y=train_y, x_test=xt.reshape(len(xt), -1), y_test=yt)
+        overrides = [*recipe, f"dataset={path}", "noise.protocol=none", "meta.size=0", "method=ce"]
+        cfg = load_config(config, [*overrides, f"out={Path(tmp) / 'run'}"])
+        summary = run_experiment(cfg, overwrite=True)
+        history = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").open()]
+    return summary, history
 
 
 def head(seed: int):
-    """The suite's linear head as a scikit-learn estimator (multinomial logistic regression)."""
+    """The model whose out-of-fold probabilities cleanlab ranks by (multinomial logistic regression)."""
     from sklearn.linear_model import LogisticRegression
 
     return LogisticRegression(max_iter=300, C=1.0, random_state=seed)
@@ -443,6 +465,7 @@ def _report(record: dict, bar) -> None:
         f"last {100 * s['last_test_acc']:.1f}  best {100 * s['best_test_acc']:.1f}  "
         f"({record['wall_seconds']:.0f} s)"
     )
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":
