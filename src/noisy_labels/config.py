@@ -128,9 +128,14 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``update`` over ``base``, mappings merged key by key; an empty mapping clears (``model.params={}``).
+
+    >>> deep_merge({"model": {"name": "mlp", "params": {"hidden": [512]}}}, {"model": {"params": {}}})
+    {'model': {'name': 'mlp', 'params': {}}}
+    """
     merged = dict(base)
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        if isinstance(value, dict) and value and isinstance(merged.get(key), dict):
             merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
