@@ -327,6 +327,18 @@ def plot_setting(records: list[dict], setting: str, path: Path) -> None:
     plt.close(fig)
 
 
+def coverage(records: list[dict]) -> str:
+    """What has been run so far: the suite fills up over several sittings."""
+    seeds = sorted({r["seed"] for r in records})
+    missing = [
+        s for s in SETTINGS if not s.startswith("digits") and not any(r["setting"] == s for r in records)
+    ]
+    text = f"Coverage: {len(records)} runs stored, seeds {seeds or '-'}."
+    if missing:
+        text += f" Not run yet: {', '.join(missing)}."
+    return text + " A rerun of `benchmarks/suite.py` adds the missing rows and keeps the rest."
+
+
 def write_report(store: Path, out: Path) -> None:
     records = load_records(store)
     settings = [s for s in SETTINGS if any(r["setting"] == s for r in records)]
@@ -352,6 +364,8 @@ def write_report(store: Path, out: Path) -> None:
         + ". "
         "Each method keeps its shipped CPU config's own hyper-parameters (see `configs/`), which document "
         "how they scale the paper's.",
+        "",
+        coverage(records),
         "",
         "## Last-epoch test accuracy",
         "",
