@@ -309,14 +309,14 @@ def plot_setting(records: list[dict], setting: str, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     rows = [r for r in records if r["setting"] == setting and len(r["history"]) > 1]
     for i, method in enumerate(method_order(rows)):
-        style = "-" if i < 10 else "--"
+        style = {"color": plt.cm.tab20(i % 20), "linestyle": "-" if i < 20 else "--"}  # 24 distinct lines
         for ax, key in zip(axes, ("test_acc", "label_acc"), strict=True):
             curves = [[h.get(key) for h in r["history"]] for r in rows if r["method"] == method]
             curves = [c for c in curves if all(v is not None for v in c)]
             if curves:
                 n = min(len(c) for c in curves)
                 mean = [100 * statistics.mean(c[e] for c in curves) for e in range(n)]
-                ax.plot(range(1, n + 1), mean, style, label=method)
+                ax.plot(range(1, n + 1), mean, label=method, **style)
     for ax, title in zip(axes, ("test accuracy (%)", "corrected-label accuracy (%)"), strict=True):
         ax.set_title(f"{setting}: {title}")
         ax.set_xlabel("epoch")
