@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 SHARED_DATA = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
 
@@ -44,3 +45,15 @@ def cifar10_root(shared_data, tmp_path_factory) -> Path:
         shutil.rmtree(cache, ignore_errors=True)
         os.replace(building, cache)
     return cache
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small ops on a shared 2-core machine: a second thread only adds contention (see performance.md).
+
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

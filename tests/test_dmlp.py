@@ -15,13 +15,7 @@ from noisy_labels.purify.ipc import RowAdam, ipc_value_and_grad, ridge_lambda, r
 D64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small ops on a shared 2-core machine: a second thread only adds contention (see performance.md)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: small ops, one thread
 
 
 def _problem(b, d, n_v=30, c=4, seed=0):

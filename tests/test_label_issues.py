@@ -6,7 +6,6 @@ import csv
 
 import numpy as np
 import pytest
-import torch
 
 import noisy_labels
 from noisy_labels.cli import main
@@ -14,12 +13,7 @@ from noisy_labels.cli import main
 FAST = {"epochs": 10, "batch_size": 20, "lr": 0.05}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: small ops, one thread
 
 
 @pytest.fixture(scope="module")

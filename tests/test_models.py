@@ -37,13 +37,7 @@ def _example(name: str) -> tuple[torch.Tensor, dict]:
     return torch.randn(2, 3, 8, 8), {"in_channels": 3, **EXTRA_KWARGS.get(name, {})}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny batches gain nothing from a second thread, and two threads collapse when another process is busy.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny batches, one thread
 
 
 @pytest.fixture(scope="module", params=list_models())

@@ -14,12 +14,7 @@ from noisy_labels.ssl.simclr import image_stats
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: small ops, one thread
 
 
 def test_nt_xent_matches_a_naive_loop():

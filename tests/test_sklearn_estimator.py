@@ -24,12 +24,7 @@ from noisy_labels.sklearn import AUTO_METHOD, NoisyLabelClassifier, feature_meth
 FAST = {"epochs": 15, "batch_size": 32, "lr": 0.05, "random_state": 0}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: small ops, one thread
 
 
 # ------------------------------------------------------------------------------- scikit-learn checks
