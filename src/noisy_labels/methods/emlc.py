@@ -303,17 +303,26 @@ class TeacherStudent(Method):
 
 # ---------------------------------------------------------------------------------------------- MLC
 @dataclass
-class MLCParams:
+class TeacherParams:
+    """What MLC and EMLC share: the teacher's optimiser, the meta loss, the student's options."""
+
+    teacher_optim: str | None = None  # None: the config's optimiser (EMLC reference: SGD for both)
+    teacher_lr: float | None = None  # None: the student's lr (EMLC reference: 0.02 both), same schedule
+    teacher_momentum: float = 0.0  # SGD momentum of the teacher (EMLC reference: plain SGD)
+    teacher_weight_decay: float | None = None  # None: optim.weight_decay (EMLC reference: 5e-4 both)
+    meta_loss: str = "ce"  # "ce" (EMLC eq. 5) | "mae" (robust meta loss for a noisy meta set)
+    meta_batch_size: int | None = None  # None: the training batch size
+    student_clean_weight: float = 0.0  # CE on a clean batch in the student's loss (reference option)
+    select_by_clean: bool = False  # evaluate the student of the best meta-set accuracy (EMLC sec. 4.1)
+
+
+@dataclass
+class MLCParams(TeacherParams):
     label_embedding: int = 64  # label-correction network: embedding of the noisy label (MLC code)
     hidden: int = 128  # its two tanh hidden layers
     teacher_optim: str | None = "adam"  # MLC's code: Adam (amsgrad) for the teacher; None: optim.name
     teacher_lr: float | None = 3e-4  # None: the student's lr (optim.lr); on the same schedule
-    teacher_momentum: float = 0.0  # SGD momentum of the teacher (if SGD)
     teacher_weight_decay: float | None = 0.0  # MLC's code: none; None: optim.weight_decay
-    meta_loss: str = "ce"  # "ce" | "mae" (robust meta loss for a noisy meta set)
-    meta_batch_size: int | None = None  # None: the training batch size
-    student_clean_weight: float = 0.0  # CE on a clean batch in the student's loss (reference option)
-    select_by_clean: bool = False  # evaluate the student of the best meta-set accuracy (sec. 4.1)
 
 
 @register_method
@@ -354,7 +363,7 @@ class MLC(TeacherStudent):
 
 # --------------------------------------------------------------------------------------------- EMLC
 @dataclass
-class EMLCParams:
+class EMLCParams(TeacherParams):
     steps: int = 1  # k: look-ahead steps per teacher update, 1 (Prop. 1) or more (Prop. 2; paper: 5)
     gamma: float | None = None  # Prop. 2's discount; None: 1 - the student's current lr
     meta_grad: str = "fast"  # "fast": FPMG (Algorithm 2) | "second_order": double backward (reference)
@@ -367,14 +376,6 @@ class EMLCParams:
     label_embedding: int = 128  # size of the label embedding z (reference code)
     gate_hidden: int = 128  # hidden units of the gate MLP (reference code)
     teacher_model: str | None = None  # None: the config's model (with its params)
-    teacher_optim: str | None = None  # None: the config's optimiser (reference: SGD for both)
-    teacher_lr: float | None = None  # None: the student's lr (reference: 0.02 both), same schedule
-    teacher_momentum: float = 0.0  # reference: plain SGD for the teacher
-    teacher_weight_decay: float | None = None  # None: optim.weight_decay (reference: 5e-4 both)
-    meta_loss: str = "ce"  # "ce" (eq. 5) | "mae" (robust meta loss for a noisy meta set)
-    meta_batch_size: int | None = None  # None: the training batch size
-    student_clean_weight: float = 0.0  # CE on a clean batch in the student's loss (reference option)
-    select_by_clean: bool = False  # evaluate the student of the best meta-set accuracy (sec. 4.1)
 
 
 @register_method
