@@ -38,6 +38,7 @@ from noisy_labels.methods import get_method_class, list_methods
 from noisy_labels.methods.emlc import GatedTeacher, inject_noise
 from noisy_labels.metrics import roc_auc
 from noisy_labels.models import create_model
+from shared_settings import MNIST_UNIF60
 
 TOL = 1e-8
 C = 4
@@ -349,23 +350,7 @@ def test_resume_restores_teacher_and_selection(tmp_path):
 
 
 # ------------------------------------------------------------------------ (d) end to end on MNIST
-MNIST = [
-    "dataset=mnist",
-    "train_subset=4000",
-    "meta.size=1000",
-    "noise.protocol=uniform",
-    "noise.rate=0.6",
-    "model.name=mlp",
-    "model.params={hidden: [128]}",
-    "augment.crop_padding=0",
-    "epochs=20",
-    "batch_size=100",
-    "optim.lr=0.1",
-    "optim.momentum=0.0",
-    "optim.weight_decay=0.0",
-    "schedule.name=constant",
-    "quiet=true",
-]
+MNIST = MNIST_UNIF60
 
 
 @functools.cache

@@ -24,6 +24,7 @@ from noisy_labels.engine.run import build_method, seed_everything
 from noisy_labels.meta import WeightGrad
 from noisy_labels.methods import get_method_class, list_methods
 from noisy_labels.methods.l2b import l2b_weights
+from shared_settings import MNIST_UNIF60
 
 META_METHODS = ["l2rw", "mwnet", "mnwnet", "rmnwnet", "l2b"]
 DIGITS = ["dataset=digits", "meta.size=100", "epochs=2", "batch_size=64", "noise.rate=0.4", "quiet=true"]
@@ -143,23 +144,7 @@ def test_l2b_normalisations_and_ablations():
 
 
 # ------------------------------------------------------------------------ beats CE on MNIST
-MNIST = [
-    "dataset=mnist",
-    "train_subset=4000",
-    "meta.size=1000",
-    "noise.protocol=uniform",
-    "noise.rate=0.6",
-    "model.name=mlp",
-    "model.params={hidden: [128]}",
-    "augment.crop_padding=0",
-    "epochs=20",
-    "batch_size=100",
-    "optim.lr=0.1",
-    "optim.momentum=0.0",
-    "optim.weight_decay=0.0",
-    "schedule.name=constant",
-    "quiet=true",
-]
+MNIST = MNIST_UNIF60
 
 
 @functools.cache
