@@ -14,6 +14,7 @@ from noisy_labels.config import ConfigError, load_config
 from noisy_labels.engine import Engine, prepare_data, run_experiment
 from noisy_labels.engine.run import build_method, seed_everything
 from noisy_labels.methods import flywheel as fw
+from noisy_labels.methods._selection import mix_pairs
 from noisy_labels.methods.flywheel_em import (
     clean_posterior,
     confidence_regularizer,
@@ -21,14 +22,13 @@ from noisy_labels.methods.flywheel_em import (
     corruption_transition,
     estimate_transition,
     main_loss,
-    mixup,
-    nt_xent,
     per_sample_epsilon,
     refurbished_targets,
-    soft_cross_entropy,
     update_gamma,
 )
+from noisy_labels.methods.robust_losses import soft_cross_entropy
 from noisy_labels.metrics import transition_error
+from noisy_labels.ssl.simclr import nt_xent_loss
 
 D = torch.float64
 
@@ -111,7 +111,7 @@ def test_corruption_matrix_is_the_renormalised_off_diagonal():
 # ========================================================================================== f's loss
 def test_mixup_and_soft_cross_entropy():
     x, targets = t([[0.0], [10.0]]), t([[1.0, 0.0], [0.0, 1.0]])
-    xm, tm = mixup(x, targets, 0.75, torch.tensor([1, 0]))
+    xm, tm = mix_pairs(x, targets, 0.75, torch.tensor([1, 0]))
     assert xm.flatten().tolist() == [2.5, 7.5] and tm.tolist() == [[0.75, 0.25], [0.25, 0.75]]
     logits = t([[2.0, 0.0], [0.0, 1.0]])
     expected = -(tm * F.log_softmax(logits, 1)).sum(1).mean()
@@ -136,7 +136,7 @@ def test_contrastive_loss_matches_a_naive_loop(supervised):
     g = torch.Generator().manual_seed(1)
     z1, z2 = torch.randn(5, 3, generator=g, dtype=D), torch.randn(5, 3, generator=g, dtype=D)
     labels = torch.tensor([0, 1, 0, 2, 1]) if supervised else None
-    assert nt_xent(z1, z2, 0.5, labels).item() == pytest.approx(
+    assert nt_xent_loss(z1, z2, 0.5, labels).item() == pytest.approx(
         _naive_contrastive(z1, z2, 0.5, labels).item(), rel=1e-5
     )
 

@@ -105,6 +105,18 @@ def check_same_columns(**arrays) -> None:
         raise ValueError(f"feature shape mismatch: these must have the same columns ({detail}).")
 
 
+def check_choice(key: str, value, allowed, *, error: type[Exception] = ValueError) -> None:
+    """Raise ``error`` naming the option ``key``, its value and the allowed values.
+
+    >>> check_choice("dmlp.targets", "hard", ("hard", "soft"))
+    >>> check_choice("dmlp.targets", "sharp", ("hard", "soft"))
+    Traceback (most recent call last):
+    ValueError: dmlp.targets must be one of hard, soft, got 'sharp'.
+    """
+    if value not in allowed:
+        raise error(f"{key} must be one of {', '.join(map(str, allowed))}, got {value!r}.")
+
+
 def check_rate(rate: float, *, name: str = "rate") -> float:
     if not isinstance(rate, (int, float, np.floating)) or not 0.0 <= float(rate) <= 1.0:
         raise ValueError(f"{name} must be a number in [0, 1], got {rate!r}.")

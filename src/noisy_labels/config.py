@@ -14,6 +14,8 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from ._validation import check_choice
+
 
 class ConfigError(ValueError):
     """A configuration key or value is wrong; the message names it."""
@@ -259,8 +261,7 @@ def _check_values(cfg: Config) -> None:
         "schedule.name": (cfg.schedule.name, ("cosine", "multistep", "constant")),
     }
     for key, (value, allowed) in choices.items():
-        if value not in allowed:
-            raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {value!r}.")
+        check_choice(key, value, allowed, error=ConfigError)
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
+from .._validation import check_choice
 from ..config import Config, ConfigError
 from ..data.lazy import ImageListDataset, load_clothing1m, load_webvision_mini, read_image
 
@@ -122,8 +123,7 @@ def load_lazy_splits(
     options = {"image_size": 224, "resize": 256, **cfg.dataset_options}
     trusted = options.pop("meta_split", "clean_train")  # L2B's Clothing1M runs use "val"
     if cfg.dataset == "clothing1m":
-        if trusted not in ("clean_train", "val"):
-            raise ConfigError(f"dataset_options.meta_split must be clean_train or val, got {trusted!r}.")
+        check_choice("dataset_options.meta_split", trusted, ("clean_train", "val"), error=ConfigError)
         splits = load_clothing1m(cfg.root, **options)
         return splits["noisy_train"], splits[trusted], splits["test"]
     splits = load_webvision_mini(cfg.root, **options)

@@ -218,7 +218,14 @@ def mixup(
     if larger_half:
         lam = max(lam, 1.0 - lam)
     perm = torch.randperm(len(x), generator=generator).to(x.device)
-    return lam * x + (1 - lam) * x[perm], lam * targets + (1 - lam) * targets[perm], perm, lam
+    return (*mix_pairs(x, targets, lam, perm), perm, lam)
+
+
+def mix_pairs(
+    x: torch.Tensor, targets: torch.Tensor, lam: float, perm: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """MixUp's combination (Zhang et al. 2018): ``lam * (x, t) + (1 - lam) * (x, t)[perm]``."""
+    return lam * x + (1.0 - lam) * x[perm], lam * targets + (1.0 - lam) * targets[perm]
 
 
 # ------------------------------------------------------------------------------------ whole-set passes

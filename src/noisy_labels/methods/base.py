@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..meta.functional import unwrap
+
 if TYPE_CHECKING:
     from ..engine import Batch, Engine
 
@@ -89,7 +91,7 @@ class Method:
         state = {}
         for key, value in vars(self).items():
             if isinstance(value, nn.Module):
-                state[key] = _unwrap(value).state_dict()
+                state[key] = unwrap(value).state_dict()
             elif isinstance(value, torch.optim.Optimizer):
                 state[key] = value.state_dict()
             elif isinstance(value, torch.Tensor):
@@ -100,7 +102,7 @@ class Method:
         for key, value in state.items():
             current = getattr(self, key, None)
             if isinstance(current, nn.Module):
-                _unwrap(current).load_state_dict(value)
+                unwrap(current).load_state_dict(value)
             elif isinstance(current, torch.optim.Optimizer):
                 current.load_state_dict(value)
             elif isinstance(current, torch.Tensor):
@@ -109,11 +111,6 @@ class Method:
                 )
             else:
                 setattr(self, key, value)
-
-
-def _unwrap(module: nn.Module) -> nn.Module:
-    """The model inside a DistributedDataParallel wrapper (checkpoints hold plain weights)."""
-    return getattr(module, "module", module)
 
 
 # ---------------------------------------------------------------------------------------- registry

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .._validation import check_choice
 from ._selection import WholeSetLabels, assumed_noise_rate, per_sample_losses
 from .base import Method, register_method
 
@@ -92,8 +93,7 @@ class CDR(WholeSetLabels, Method):
     def setup(self) -> None:
         super().setup()
         p = self.params
-        if p.scope not in ("layer", "global"):
-            raise ValueError(f"cdr.scope must be 'layer' or 'global', got {p.scope!r}.")
+        check_choice("cdr.scope", p.scope, ("layer", "global"))
         fraction = (
             1.0 - assumed_noise_rate(self.engine) if p.critical_fraction is None else p.critical_fraction
         )

@@ -57,6 +57,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._validation import check_choice
 from ._selection import (
     WholeSetLabels,
     clean_probability,
@@ -132,8 +133,7 @@ class DivideMix(WholeSetLabels, Method):
 
     def setup(self) -> None:
         p, engine = self.params, self.engine
-        if p.view not in ("weak", "strong", "test"):
-            raise ValueError(f"dividemix.view must be weak, strong or test, got {p.view!r}.")
+        check_choice("dividemix.view", p.view, ("weak", "strong", "test"))
         if not 0.0 < p.p_threshold < 1.0 or p.loss_history < 1:
             raise ValueError("dividemix.p_threshold must lie in (0, 1) and loss_history be >= 1.")
         noise = engine.cfg.noise

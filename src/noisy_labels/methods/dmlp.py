@@ -28,10 +28,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from .._validation import check_choice
 from ..purify import DMLPPurifier, PurifyParams
 from .base import Method, get_method_class, register_method
+from .robust_losses import soft_cross_entropy
 
 
 @dataclass
@@ -72,8 +73,7 @@ class DMLP(Method):
         if p.then == self.name:
             raise ValueError("dmlp.then cannot be 'dmlp'; name the method to train on the purified labels.")
         inner_cls = get_method_class(p.then)
-        if p.targets not in ("hard", "soft"):
-            raise ValueError(f"dmlp.targets must be 'hard' or 'soft', got {p.targets!r}.")
+        check_choice("dmlp.targets", p.targets, ("hard", "soft"))
         if p.targets == "soft" and p.then != "ce":
             raise ValueError("dmlp.targets=soft is only supported with dmlp.then=ce (soft cross-entropy).")
         data = engine.data
@@ -205,7 +205,7 @@ class DMLP(Method):
         inner = self.inner
         with self.engine.autocast():
             logits = inner.model(batch.x)
-            loss = -(self.soft_labels[batch.index] * F.log_softmax(logits.float(), dim=1)).sum(1).mean()
+            loss = soft_cross_entropy(logits, self.soft_labels[batch.index])
         self.engine.step(loss, inner.optimizer)
         acc = (logits.argmax(1) == self.purified[batch.index]).float().mean()
         return {"loss": loss.detach(), "acc": acc.detach()}

@@ -43,8 +43,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..meta.functional import unwrap
 from ._selection import WholeSetLabels, ensemble_log_probs, eval_mode, mixup
-from .base import Method, _unwrap, register_method
+from .base import Method, register_method
+from .robust_losses import soft_cross_entropy
 
 
 def elr_regularizer(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -134,9 +136,9 @@ class ELRPlusParams:
 @torch.no_grad()
 def ema_update(average: nn.Module, model: nn.Module, decay: float) -> None:
     """``theta~ <- decay theta~ + (1 - decay) theta``; buffers (BatchNorm statistics) are copied."""
-    for avg, cur in zip(average.parameters(), _unwrap(model).parameters(), strict=True):
+    for avg, cur in zip(average.parameters(), unwrap(model).parameters(), strict=True):
         avg.lerp_(cur.detach(), 1.0 - decay)
-    for avg, cur in zip(average.buffers(), _unwrap(model).buffers(), strict=True):
+    for avg, cur in zip(average.buffers(), unwrap(model).buffers(), strict=True):
         avg.copy_(cur)
 
 
@@ -154,7 +156,7 @@ class ELRPlus(_TargetsMixin, Method):
         self.opt1 = engine.new_optimizer(self.net1.parameters())
         self.opt2 = engine.new_optimizer(self.net2.parameters())
         self.avg1, self.avg2 = (
-            copy.deepcopy(_unwrap(n)).requires_grad_(False) for n in (self.net1, self.net2)
+            copy.deepcopy(unwrap(n)).requires_grad_(False) for n in (self.net1, self.net2)
         )
         self.targets = torch.zeros(2, engine.num_train, engine.num_classes, device=engine.device)
         self.avg_updates = torch.zeros((), dtype=torch.long)
@@ -177,7 +179,7 @@ class ELRPlus(_TargetsMixin, Method):
         mixed_y, mixed_t = mixed.split(engine.num_classes, dim=1)
         with engine.autocast():
             logits = net(mixed_x).float()
-        ce = -(mixed_y * F.log_softmax(logits, dim=1)).sum(1).mean()
+        ce = soft_cross_entropy(logits, mixed_y)
         reg = elr_regularizer(clamped_softmax(logits), mixed_t)
         loss = ce + p.lam * reg
         engine.step(loss, opt)

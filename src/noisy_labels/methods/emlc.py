@@ -76,6 +76,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from .._validation import check_choice
 from ..meta import (
     StudentStep,
     buffers_of,
@@ -92,7 +93,7 @@ from ..meta import (
 )
 from ..models import Classifier
 from .base import Method, register_method
-from .meta_weighting import META_LOSSES, check_choice
+from .meta_weighting import META_LOSSES
 
 INJECTIONS = ("random", "adversarial", "mixed", "none")
 META_GRADS = ("fast", "second_order")

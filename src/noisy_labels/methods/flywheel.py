@@ -53,7 +53,6 @@ and ``T_c`` are still estimated); ``contrastive=none`` (w/o CL).
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,20 +61,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._validation import check_choice
 from ..engine.distributed import wrap_model
-from .base import Method, _unwrap, register_method
+from ..meta.functional import unwrap
+from ..ssl.simclr import nt_xent_loss
+from ._selection import eval_mode, mixup
+from .base import Method, register_method
 from .flywheel_em import (
     clean_posterior,
     corruption_transition,
     estimate_transition,
     main_loss,
-    mixup,
-    nt_xent,
     per_sample_epsilon,
     refurbished_targets,
-    soft_cross_entropy,
     update_gamma,
 )
+from .robust_losses import soft_cross_entropy
 
 CONTRASTIVE = ("simclr", "supcon", "none")
 CR_PRIORS = ("empirical", "uniform")
@@ -110,21 +111,7 @@ def _check(params: FlywheelParams) -> None:
     if p.temperature <= 0 or p.proj_dim < 1:
         raise ValueError("flywheel.temperature must be > 0 and flywheel.proj_dim >= 1.")
     for key, allowed in (("contrastive", CONTRASTIVE), ("cr_prior", CR_PRIORS)):
-        if getattr(p, key) not in allowed:
-            raise ValueError(f"flywheel.{key} must be one of {', '.join(allowed)}, got {getattr(p, key)!r}.")
-
-
-@contextmanager
-def _eval_mode(*modules: nn.Module):
-    """Modules in eval mode inside the block, their previous modes restored after."""
-    modes = [m.training for m in modules]
-    for m in modules:
-        m.eval()
-    try:
-        yield
-    finally:
-        for m, mode in zip(modules, modes, strict=True):
-            m.train(mode)
+        check_choice(f"flywheel.{key}", getattr(p, key), allowed)
 
 
 @register_method
@@ -153,7 +140,7 @@ class Flywheel(Method):
             self.f = e.new_model()
             params = list(self.f.parameters())
             if p.contrastive != "none":
-                d = _unwrap(self.f).feature_dim
+                d = unwrap(self.f).feature_dim
                 head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, p.proj_dim)).to(dev)
                 self.proj = wrap_model(head, e.dist, dev)
                 params += list(self.proj.parameters())
@@ -192,10 +179,7 @@ class Flywheel(Method):
         """Auxiliary M-step for ``f``: soft CE on ``q_i(y)`` under MixUp (eq. 13) + ``alpha * L_con``."""
         p, e = self.params, self.engine
         x, targets = batch.x, self.targets[batch.index]
-        if p.mixup_alpha > 0:
-            lam = float(torch.distributions.Beta(p.mixup_alpha, p.mixup_alpha).sample())
-            perm = torch.randperm(len(x), generator=e.generator).to(x.device)
-            x, targets = mixup(x, targets, max(lam, 1.0 - lam), perm)
+        x, targets, _, _ = mixup(x, targets, p.mixup_alpha, generator=e.generator, larger_half=True)
         with e.autocast():
             loss_ce = soft_cross_entropy(self.f(x), targets)
             loss, stats = loss_ce, {"loss_f": loss_ce.detach()}
@@ -205,7 +189,7 @@ class Flywheel(Method):
                 z = self.proj(feats)
                 labels = self.targets[batch.index].argmax(1) if p.contrastive == "supcon" else None
                 b = len(batch.index)
-                loss_con = nt_xent(z[:b], z[b:], p.temperature, labels)
+                loss_con = nt_xent_loss(z[:b], z[b:], p.temperature, labels)
                 loss = loss + p.alpha * loss_con
                 stats["loss_con"] = loss_con.detach()
         e.step(loss, self.f_opt)
@@ -242,7 +226,7 @@ class Flywheel(Method):
         p, e = self.params, self.engine
         noisy, k = self.train_labels(), e.num_classes
         nets = [self.g, self.f] if p.auxiliary else [self.g]
-        with _eval_mode(*nets):
+        with eval_mode(*nets):
             g_prob = F.softmax(e.predict(self.g, e.data.train_x, "test"), dim=1)
             f_prob = self.aux_prediction() if p.auxiliary else None
         if warmup:  # initialisation (sec. 4.1): gamma = training accuracy, eps = 1/K

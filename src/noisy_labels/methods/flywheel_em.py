@@ -5,7 +5,9 @@ Main EM (network ``g``): :func:`clean_posterior` (eq. 4), :func:`update_gamma` (
 :func:`main_loss` (eq. 8 with the confidence regulariser of eq. 9; eq. 7 with ``weights``).
 Auxiliary EM (network ``f``): :func:`refurbished_targets` (eq. 10-11), :func:`estimate_transition`
 (the closed-form ``T`` of sec. 3.3), :func:`corruption_transition` (``T_c``, the corrupted part only),
-:func:`per_sample_epsilon` (eq. 14), and the pieces of ``f``'s loss, :func:`mixup` and :func:`nt_xent`.
+:func:`per_sample_epsilon` (eq. 14). ``f``'s loss (eq. 13) is built in :mod:`.flywheel` from the shared
+:func:`~.robust_losses.soft_cross_entropy`, :func:`~._selection.mixup` and
+:func:`~noisy_labels.ssl.simclr.nt_xent_loss`.
 
 Everything is vectorised over the training set (no Python loop over samples) and follows the library's
 convention ``T[i, j] = P(noisy = j | clean = i)``; the paper writes the same ``T[y, y~]``.
@@ -23,8 +25,6 @@ __all__ = [
     "corruption_transition",
     "estimate_transition",
     "main_loss",
-    "mixup",
-    "nt_xent",
     "per_sample_epsilon",
     "refurbished_targets",
     "update_gamma",
@@ -194,47 +194,3 @@ def corruption_matrix(transition) -> torch.Tensor:
     t.fill_diagonal_(0.0)
     totals = t.sum(dim=1, keepdim=True)
     return torch.where(totals > 0, t / totals.clamp_min(_TINY), torch.zeros_like(t))
-
-
-# ========================================================================================= f's training loss
-def mixup(
-    x: torch.Tensor, targets: torch.Tensor, lam: float, perm: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """MixUp (Zhang et al. 2018): ``lam * (x, t) + (1 - lam) * (x, t)[perm]`` for inputs and soft targets."""
-    return lam * x + (1.0 - lam) * x[perm], lam * targets + (1.0 - lam) * targets[perm]
-
-
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Eq. 13: ``-mean_i sum_y q_i(y) log f(x_i)[y]``."""
-    return -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
-
-
-def nt_xent(
-    z1: torch.Tensor, z2: torch.Tensor, temperature: float, labels: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Contrastive loss over two views: SimCLR's NT-Xent, or SupCon's loss when ``labels`` are given.
-
-    Each of the ``2B`` embeddings is an anchor; its positives are the other view of the same sample
-    (SimCLR, Chen et al. 2020) or, with ``labels``, every other embedding of the same label (SupCon,
-    Khosla et al. 2020, the "L_out" form: the mean log-probability of the positives). Embeddings are
-    L2-normalised inside.
-
-    Parameters
-    ----------
-    z1, z2 : Tensor of shape (B, D)
-        Projections of the two views, row ``i`` of both from sample ``i``.
-    temperature : float
-    labels : Tensor of shape (B,), optional
-    """
-    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
-    n = z.shape[0]
-    b = n // 2
-    sim = z @ z.T / temperature
-    self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
-    log_prob = sim.masked_fill(self_mask, float("-inf")).log_softmax(dim=1)
-    if labels is None:
-        partner = torch.arange(n, device=z.device).roll(b)  # i <-> i + B
-        return -log_prob[torch.arange(n, device=z.device), partner].mean()
-    both = torch.cat([labels, labels])
-    positives = (both[:, None] == both[None, :]) & ~self_mask  # never empty: the other view is one
-    return -(log_prob.masked_fill(~positives, 0.0).sum(1) / positives.sum(1)).mean()

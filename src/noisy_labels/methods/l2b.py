@@ -37,9 +37,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .._validation import check_choice
 from ..meta import L2B_NORMALIZATIONS, LossVectorFn, l2b_normalize
 from .base import register_method
-from .meta_weighting import MetaMethod, check_choice
+from .meta_weighting import MetaMethod, MetaParams
 
 VARIANTS = ("joint", "alpha_zero", "beta_zero", "sum_to_one")
 
@@ -92,16 +93,12 @@ def l2b_weights(
 
 
 @dataclass
-class L2BParams:
+class L2BParams(MetaParams):
     normalization: str = "sum"  # "sum" (eq. 9) | "sigmoid" (eq. 13) | "softmax" (eq. 14)
     temperature: float = 10.0  # eq. 14's tau
     variant: str = "joint"  # "joint" | "alpha_zero" | "beta_zero" | "sum_to_one" (Table 7)
     warmup_epochs: int = 1  # plain CE first (paper: 10 on CIFAR)
     clip_grad_norm: float | None = None  # None: the config's grad_clip (paper CIFAR-10: 0.25)
-    meta_loss: str = "ce"  # "ce" | "mae" (robust meta loss for a noisy meta set)
-    meta_grad: str = "fast"  # "fast" (one JVP) | "second_order" (reference double backward)
-    meta_batch_size: int | None = None  # None: the training batch size
-    lookahead_lr: float | None = None  # None: the classifier's current lr (reference)
 
 
 @register_method

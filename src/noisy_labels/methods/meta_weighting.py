@@ -56,6 +56,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._validation import check_choice
 from ..meta import (
     LossVectorFn,
     MetaLossFn,
@@ -75,21 +76,25 @@ META_LOSSES: dict[str, MetaLossFn] = {"ce": F.cross_entropy, "mae": mae_loss}
 META_GRADS = ("fast", "second_order")
 
 
-def check_choice(key: str, value: str, allowed) -> None:
-    """Raise a ValueError naming the config key and its allowed values."""
-    if value not in allowed:
-        raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {value!r}.")
-
-
 def per_sample_ce(labels: torch.Tensor) -> LossVectorFn:
     """``logits -> (B,)`` per-sample cross-entropy against ``labels``."""
     return lambda logits: F.cross_entropy(logits, labels, reduction="none")
 
 
+@dataclass
+class MetaParams:
+    """The bi-level step's options, shared by every one-step meta method's ``Params``."""
+
+    meta_loss: str = "ce"  # "ce" | "mae" (RMNW-Net's robust meta loss, for a noisy meta set)
+    meta_grad: str = "fast"  # "fast" (one JVP) | "second_order" (the reference double backward)
+    meta_batch_size: int | None = None  # None: the training batch size (papers: 100 and 100)
+    lookahead_lr: float | None = None  # None: the classifier's current lr (reference)
+
+
 class MetaMethod(Method):
     """Shared plumbing of the one-step meta methods: meta batches, meta loss, meta-gradient, weights log.
 
-    Subclasses' ``Params`` have ``meta_loss``, ``meta_grad``, ``meta_batch_size`` and ``lookahead_lr``.
+    Subclasses' ``Params`` derive from :class:`MetaParams`.
     """
 
     requires_meta = True
@@ -131,11 +136,8 @@ class MetaMethod(Method):
 
 # ---------------------------------------------------------------------------------------------- L2RW
 @dataclass
-class L2RWParams:
-    meta_loss: str = "ce"  # "ce" | "mae" (RMNW-Net's robust meta loss, for a noisy meta set)
-    meta_grad: str = "fast"  # "fast" (one JVP) | "second_order" (the reference double backward)
-    meta_batch_size: int | None = None  # None: the training batch size
-    lookahead_lr: float | None = None  # None: the classifier's current lr (cancels after normalisation)
+class L2RWParams(MetaParams):
+    # lookahead_lr cancels after L2RW's normalisation of the weights
     warmup_epochs: int = 0  # plain CE first (not in the paper; meta-gradients of an untrained net are weak)
 
 
@@ -163,17 +165,13 @@ class L2RW(MetaMethod):
 
 # ---------------------------------------------------------------------------------------------- MW-Net
 @dataclass
-class MWNetParams:
-    meta_loss: str = "ce"  # "ce" (MW-Net, MNW-Net) | "mae" (RMNW-Net)
+class MWNetParams(MetaParams):
     normalize: str = "sum"  # "sum": w / sum(w) (reference code) | "mean": (1/n) sum w_i l_i (paper)
     hidden: int = 100  # weighting network 1-hidden-1
     vnet_lr: float = 1e-3  # fixed, no schedule (RMNW-Net sec. 4)
     vnet_momentum: float = 0.9  # reference code
     vnet_nesterov: bool = True  # reference code
     vnet_weight_decay: float = 5e-4  # RMNW-Net sec. 4
-    meta_grad: str = "fast"  # "fast" (one JVP) | "second_order" (the reference double backward)
-    meta_batch_size: int | None = None  # None: the training batch size (papers: 100 and 100)
-    lookahead_lr: float | None = None  # None: the classifier's current lr (reference)
 
 
 @register_method

@@ -22,6 +22,11 @@ import torch.nn.functional as F
 from .base import Method, register_method
 
 
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against soft targets, ``-mean_i sum_k t_ik log softmax(logits_i)_k``, in float32."""
+    return -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
+
+
 def soft_bootstrap_loss(
     logits: torch.Tensor, labels: torch.Tensor, beta: float, detach: bool
 ) -> torch.Tensor:

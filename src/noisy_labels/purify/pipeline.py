@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from .._validation import (
+    check_choice,
     check_every_class_present,
     check_features,
     check_labels,
@@ -104,12 +105,9 @@ class PurifyParams:
             raise ValueError(f"momentum (eta_E) must lie in [0, 1], got {self.momentum}.")
         if not 0.0 <= self.keep_given <= 1.0:
             raise ValueError(f"keep_given must lie in [0, 1], got {self.keep_given}.")
-        if self.ipc_optimizer not in ("adam", "sgd"):
-            raise ValueError(f"ipc_optimizer must be 'adam' or 'sgd', got {self.ipc_optimizer!r}.")
-        if self.eac_targets not in ("soft", "hard"):
-            raise ValueError(f"eac_targets must be 'soft' or 'hard', got {self.eac_targets!r}.")
-        if self.solve_dtype not in ("float64", "float32"):
-            raise ValueError(f"solve_dtype must be 'float64' or 'float32', got {self.solve_dtype!r}.")
+        check_choice("ipc_optimizer", self.ipc_optimizer, ("adam", "sgd"))
+        check_choice("eac_targets", self.eac_targets, ("soft", "hard"))
+        check_choice("solve_dtype", self.solve_dtype, ("float64", "float32"))
         if not (self.ipc or self.eac):
             raise ValueError("at least one of ipc and eac must be on.")
 

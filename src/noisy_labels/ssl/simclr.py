@@ -42,20 +42,26 @@ class SimCLRParams:
     max_images: int | None = None  # train on a random subset (CPU budgets)
 
 
-def nt_xent_loss(z1: Tensor, z2: Tensor, temperature: float = 0.5) -> Tensor:
-    """Normalised-temperature cross-entropy over the ``2B`` projected views.
+def nt_xent_loss(z1: Tensor, z2: Tensor, temperature: float = 0.5, labels: Tensor | None = None) -> Tensor:
+    """Normalised-temperature cross-entropy over the ``2B`` projected views (SimCLR), or SupCon's loss.
+
+    Each of the ``2B`` embeddings is an anchor whose candidates are the other ``2B - 1``; its positive is
+    the other view of the same sample (SimCLR, Chen et al. 2020) or, with ``labels``, every other
+    embedding of the same label (SupCon, Khosla et al. 2020, the "L_out" form: the mean log-probability of
+    the positives). Embeddings are L2-normalised inside; the loss is computed in float32.
 
     Parameters
     ----------
     z1, z2 : Tensor of shape (B, k)
         Projections of the two views; row ``i`` of each comes from the same image.
     temperature : float, default=0.5
+    labels : Tensor of shape (B,), optional
+        Class of each sample (SupCon); None for SimCLR.
 
     Returns
     -------
     Tensor
-        Scalar: the mean over all ``2B`` anchors of ``-log softmax(sim / tau)[positive]``, where each
-        anchor's candidates are the other ``2B - 1`` views.
+        Scalar: the mean over all ``2B`` anchors of ``-log softmax(sim / tau)`` at the positive(s).
 
     Examples
     --------
@@ -63,12 +69,17 @@ def nt_xent_loss(z1: Tensor, z2: Tensor, temperature: float = 0.5) -> Tensor:
     >>> float(nt_xent_loss(z, z, temperature=0.1)) < 0.01  # identical views, orthogonal images
     True
     """
-    n = len(z1)
-    z = F.normalize(torch.cat([z1, z2]), dim=1)
-    sim = (z @ z.T) / temperature
-    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
-    positive = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
-    return F.cross_entropy(sim, positive)
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    n = z.shape[0]
+    sim = z @ z.T / temperature
+    self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
+    log_prob = sim.masked_fill(self_mask, float("-inf")).log_softmax(dim=1)
+    if labels is None:
+        partner = torch.arange(n, device=z.device).roll(n // 2)  # i <-> i + B
+        return -log_prob[torch.arange(n, device=z.device), partner].mean()
+    both = torch.cat([labels, labels])
+    positives = (both[:, None] == both[None, :]) & ~self_mask  # never empty: the other view is one
+    return -(log_prob.masked_fill(~positives, 0.0).sum(1) / positives.sum(1)).mean()
 
 
 class ProjectionHead(nn.Sequential):
