@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+
+from shared_settings import one_torch_thread
 
 SHARED_DATA = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
 
@@ -49,11 +50,6 @@ def cifar10_root(shared_data, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def one_thread():
-    """Small ops on a shared 2-core machine: a second thread only adds contention (see performance.md).
-
-    Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    """One torch thread for a module: ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    with one_torch_thread():
+        yield

@@ -1,5 +1,21 @@
 """Settings shared by several test modules (imported by name: pytest puts this folder on sys.path)."""
 
+import contextlib
+
+import torch
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """Small ops on a shared 2-core machine: a second thread only adds contention (see performance.md)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 #: MNIST with 60% uniform noise and a 1,000-sample meta set, MLP, CPU-sized: the "beats CE" problem of
 #: the meta methods (issues 4 and 6). CE ends near 0.55 here; a working meta-gradient reaches 0.8-0.9.
 MNIST_UNIF60 = [

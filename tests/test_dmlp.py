@@ -225,37 +225,30 @@ def feature_file(tmp_path_factory):
     return path
 
 
+FAST_RUN = {
+    "method": "dmlp",
+    "meta.size": 100,
+    "noise.rate": 0.5,
+    "epochs": 3,
+    "quiet": "true",
+    "optim.lr": 0.05,
+    "dmlp.epochs": 20,
+    "dmlp.batch_size": 500,
+    "dmlp.exchange_every": 10,
+    "dmlp.eac_batch_size": 100,
+}
+
+
+def _run_args(tmp_path, feature_file, *extra):
+    """``noisy-labels run`` arguments of a small DMLP run on the blob features, then ``extra``."""
+    sets = {"dataset": feature_file, **FAST_RUN}
+    args = ["run", *(a for key, value in sets.items() for a in ("--set", f"{key}={value}"))]
+    return [*args, "--out", str(tmp_path / "run"), *extra]
+
+
 def _run(tmp_path, feature_file, *extra):
+    assert main(_run_args(tmp_path, feature_file, *extra)) == 0
     out = tmp_path / "run"
-    args = [
-        "run",
-        "--set",
-        f"dataset={feature_file}",
-        "--set",
-        "method=dmlp",
-        "--set",
-        "meta.size=100",
-        "--set",
-        "noise.rate=0.5",
-        "--set",
-        "epochs=3",
-        "--set",
-        "quiet=true",
-        "--set",
-        "optim.lr=0.05",
-        "--set",
-        "dmlp.epochs=20",
-        "--set",
-        "dmlp.batch_size=500",
-        "--set",
-        "dmlp.exchange_every=10",
-        "--set",
-        "dmlp.eac_batch_size=100",
-        "--out",
-        str(out),
-        *extra,
-    ]
-    assert main(args) == 0
     return out, json.loads((out / "summary.json").read_text())
 
 
@@ -289,24 +282,7 @@ def test_dmlp_x_with_the_sample_selection_methods(tmp_path, feature_file, inner)
 
 
 def test_dmlp_rejects_itself_as_the_inner_method(tmp_path, feature_file, capsys):
-    out = tmp_path / "r"
-    code = main(
-        [
-            "run",
-            "--set",
-            f"dataset={feature_file}",
-            "--set",
-            "method=dmlp",
-            "--set",
-            "meta.size=100",
-            "--set",
-            "dmlp.then=dmlp",
-            "--set",
-            "quiet=true",
-            "--out",
-            str(out),
-        ]
-    )
+    code = main(_run_args(tmp_path, feature_file, "--set", "dmlp.then=dmlp"))
     assert code == 2 and "dmlp.then cannot be 'dmlp'" in capsys.readouterr().err
 
 

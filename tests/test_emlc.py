@@ -10,6 +10,7 @@ Every gradient comparison asks for a relative error < 1e-8 in float64.
 import functools
 import itertools
 import json
+from unittest import mock
 
 import pytest
 import torch
@@ -38,7 +39,7 @@ from noisy_labels.methods import get_method_class, list_methods
 from noisy_labels.methods.emlc import GatedTeacher, inject_noise
 from noisy_labels.metrics import roc_auc
 from noisy_labels.models import create_model
-from shared_settings import MNIST_UNIF60
+from shared_settings import MNIST_UNIF60, one_torch_thread
 
 TOL = 1e-8
 C = 4
@@ -361,16 +362,13 @@ def mnist_summary(root, out, method, *settings, flip_mlc=False):
     def flipped(*args, **kwargs):
         return -exact(*args, **kwargs)
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    emlc_module.lookahead_meta_loss = flipped if flip_mlc else exact
-    try:
-        name = "-".join([method, *settings, "flipped" if flip_mlc else "exact"]).replace("=", "_")
-        cfg = load_config(None, [*MNIST, f"root={root}", f"method={method}", *settings, f"out={out}/{name}"])
+    name = "-".join([method, *settings, "flipped" if flip_mlc else "exact"]).replace("=", "_")
+    cfg = load_config(None, [*MNIST, f"root={root}", f"method={method}", *settings, f"out={out}/{name}"])
+    with (
+        one_torch_thread(),
+        mock.patch.object(emlc_module, "lookahead_meta_loss", flipped if flip_mlc else exact),
+    ):
         return run_experiment(cfg)
-    finally:
-        emlc_module.lookahead_meta_loss = exact
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

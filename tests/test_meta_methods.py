@@ -10,6 +10,7 @@ meta-gradient carried no information or the wrong one.
 import functools
 import itertools
 import json
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ from noisy_labels.engine.run import build_method, seed_everything
 from noisy_labels.meta import WeightGrad
 from noisy_labels.methods import get_method_class, list_methods
 from noisy_labels.methods.l2b import l2b_weights
-from shared_settings import MNIST_UNIF60
+from shared_settings import MNIST_UNIF60, one_torch_thread
 
 META_METHODS = ["l2rw", "mwnet", "mnwnet", "rmnwnet", "l2b"]
 DIGITS = ["dataset=digits", "meta.size=100", "epochs=2", "batch_size=64", "noise.rate=0.4", "quiet=true"]
@@ -156,16 +157,13 @@ def mnist_last_accuracy(root, out, method, flip_meta_gradient=False):
         result = exact(*args, **kwargs)
         return WeightGrad(-result.grad, result.losses, result.meta_loss)
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # fast and reproducible on a shared 2-core machine
-    meta_weighting.weight_grad = flipped if flip_meta_gradient else exact
-    try:
-        name = f"{method}-{'flipped' if flip_meta_gradient else 'exact'}"
-        cfg = load_config(None, [*MNIST, f"root={root}", f"method={method}", f"out={out}/{name}"])
+    name = f"{method}-{'flipped' if flip_meta_gradient else 'exact'}"
+    cfg = load_config(None, [*MNIST, f"root={root}", f"method={method}", f"out={out}/{name}"])
+    with (
+        one_torch_thread(),
+        mock.patch.object(meta_weighting, "weight_grad", flipped if flip_meta_gradient else exact),
+    ):
         return run_experiment(cfg)["last_test_acc"]
-    finally:
-        meta_weighting.weight_grad = exact
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,7 @@ from ._validation import (
     check_same_columns,
     check_same_length,
 )
+from .issues import rank_issues
 
 __all__ = ["AUTO_METHOD", "NoisyLabelClassifier", "auto_batch_size", "feature_methods"]
 
@@ -236,8 +237,7 @@ class NoisyLabelClassifier(ClassifierMixin, BaseEstimator):
         purified = corrected[:n]
         self.purified_labels_ = classes[purified]
         given = y_idx[:n]
-        flagged = np.flatnonzero(purified != given)
-        self.label_issues_ = flagged[np.argsort(self.cleanness_[flagged], kind="stable")].astype(np.int64)
+        self.label_issues_ = rank_issues(given, purified, self.cleanness_)
         _detach(method)
         return self
 

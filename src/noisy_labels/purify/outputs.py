@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..issues import rank_issues
 from .pipeline import PurifyResult
 
 __all__ = ["OUTPUT_FILES", "write_outputs", "format_report"]
@@ -50,8 +51,7 @@ def write_outputs(
             zip(range(n), given.tolist(), hard.tolist(), (f"{s:.6f}" for s in clean_score), strict=True)
         )
     np.save(out / "soft_labels.npy", result.soft_labels.astype(np.float32))
-    changed = np.flatnonzero(hard != given)
-    changed = changed[np.argsort(clean_score[changed], kind="stable")]
+    changed = rank_issues(given, hard, clean_score)
     confidence = result.soft_labels[np.arange(n), hard]
     with open(out / "suspects.csv", "w", newline="") as f:
         w = csv.writer(f)
