@@ -303,11 +303,11 @@ def cmd_issues(args: argparse.Namespace) -> None:
         _refuse_overwrite(out / name, args.overwrite)
     features = _load_array_input(args.features, "features")
     labels = _load_array_input(args.labels, "labels", key="y")
-    clean = (args.clean_features is None, args.clean_labels is None)
-    if clean[0] != clean[1]:
-        raise CLIError("pass both --clean-features and --clean-labels, or neither.")
-    clean_features = None if clean[0] else _load_array_input(args.clean_features, "clean features")
-    clean_labels = None if clean[1] else _load_array_input(args.clean_labels, "clean labels", key="y")
+    # only one of the two is an error the estimator names ("pass both X_clean and y_clean ...")
+    clean_features = _load_array_input(args.clean_features, "clean features") if args.clean_features else None
+    clean_labels = (
+        _load_array_input(args.clean_labels, "clean labels", key="y") if args.clean_labels else None
+    )
     paths = read_image_paths(args.image_paths, len(labels)) if args.image_paths else None
     clf = NoisyLabelClassifier(
         args.method,

@@ -52,6 +52,7 @@ class LazyImages:
         self.dataset = dataset
         self.device = torch.device(device)
         self.threads = threads
+        self._pool: ThreadPoolExecutor | None = None  # one decoding pool for all batches, made on first use
         channels = 3 if dataset.mode == "RGB" else 1
         self.shape = (len(dataset), dataset.image_size, dataset.image_size, channels)
         self.dtype = torch.uint8
@@ -76,8 +77,9 @@ class LazyImages:
                 self.shape[1:]
             )
 
-        with ThreadPoolExecutor(self.threads) as pool:
-            list(pool.map(load, range(len(index))))
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="decode")
+        list(self._pool.map(load, range(len(index))))
         return torch.from_numpy(out)
 
     def subset(self, index: np.ndarray) -> LazyImages:
