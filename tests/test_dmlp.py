@@ -313,3 +313,16 @@ def test_keep_given_relabels_only_where_the_purifier_is_sure(blobs):
     assert 0 < changed_kept < changed_argmax  # fewer changes, and only to the argmax class
     assert np.all((kept == noisy) | (kept == argmax))
     assert np.all(hard_labels(res.soft_labels, noisy, 1.0) == argmax)  # kept only when it is the argmax
+
+
+def test_dmlp_trains_on_the_purifiers_hard_labels_with_keep_given(tmp_path, feature_file):
+    """``dmlp.keep_given`` reaches the labels the inner method trains on, not only the purifier's output."""
+    out, summary = _run(tmp_path, feature_file, "--set", "dmlp.keep_given=1.0")
+    soft = np.load(out / "soft_labels.npy")
+    corrected = np.load(out / "corrected_labels.npy")
+    np.testing.assert_array_equal(
+        corrected, soft.argmax(1)
+    )  # keep_given=1 keeps a label only if it is the argmax
+    out2, _ = _run(tmp_path / "b", feature_file, "--set", "dmlp.keep_given=0.001")
+    given = np.load(out2 / "split.npz")["noisy_labels"]
+    assert (np.load(out2 / "corrected_labels.npy") != given).mean() < (corrected != given).mean()

@@ -89,7 +89,7 @@ class DMLP(Method):
             progress=not engine.cfg.quiet,
         )
         self.soft_labels = torch.from_numpy(result.soft_labels).to(engine.device)
-        self.purified = self.soft_labels.argmax(1)
+        self.purified = torch.from_numpy(result.hard_labels).to(engine.device)  # honours keep_given
         self.purify_cleanness = torch.from_numpy(result.cleanness)
         self._report(result)
         view = _EngineView(engine, dataclasses.replace(data, train_y=self.purified))
