@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from noisy_labels.cli import main
 from noisy_labels.engine.lazy import balanced_draw
@@ -16,12 +17,15 @@ Image = pytest.importorskip("PIL.Image")
 CLASSES = 14
 
 
-def _write_clothing1m(root: Path, per_class: int = 3) -> None:
-    """A tiny Clothing1M tree: class c is a flat colour, so a CNN can learn it in a few steps."""
+def _colours() -> list[tuple[int, int, int]]:
     rng = np.random.default_rng(0)
+    return [tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(CLASSES)]
+
+
+def _write_clothing1m(root: Path, per_class: int = 3) -> None:
+    """A tiny Clothing1M tree: class c is a flat colour (``_colours()[c]``)."""
     lines: dict[str, list[str]] = {"noisy": [], "clean": [], "train": [], "ctrain": [], "val": [], "test": []}
-    for c in range(CLASSES):
-        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+    for c, colour in enumerate(_colours()):
         for i in range(per_class * 3):
             key = f"images/{c}/{i}.jpg"
             (root / key).parent.mkdir(parents=True, exist_ok=True)
@@ -65,8 +69,28 @@ def _run(tmp_path, root, *sets):
     return main(args)
 
 
+def test_lazy_images_decode_per_batch_and_batches_are_class_balanced(clothing):
+    from noisy_labels.config import load_config
+    from noisy_labels.engine import Engine, prepare_data
+
+    sets = ["dataset=clothing1m", f"root={clothing}", "dataset_options={image_size: 16, resize: 16}",
+            "noise.protocol=none", "meta.size=14", "batch_size=14", "batches_per_epoch=3"]  # fmt: skip
+    cfg = load_config(None, sets)
+    data = prepare_data(cfg, torch.device("cpu"), corrupt_meta=False)
+    colours = np.array(_colours())
+    images = data.train_x[torch.arange(len(data.train_y))].numpy()  # (N, 16, 16, 3) uint8, decoded now
+    given = data.train_y.numpy()
+    # Flat colours survive JPEG to a few levels: every image decodes to its folder's (true class's) colour.
+    nearest = np.abs(images.reshape(len(images), -1, 3).mean(1)[:, None] - colours[None]).sum(2).argmin(1)
+    folders = [int(Path(path).parent.name) for path in data.train_x.dataset.paths]
+    assert nearest.tolist() == folders and (np.array(folders) != given).any()  # labels are noisy, pixels not
+    assert sorted(data.meta_y.tolist()) == list(range(CLASSES))  # one trusted image per class
+    order = Engine(cfg, data, torch.device("cpu"))._epoch_order()
+    assert len(order) == 42 and np.bincount(given[order.numpy()], minlength=CLASSES).tolist() == [3] * CLASSES
+
+
 @pytest.mark.parametrize("method", ["ce", "l2rw"])
-def test_clothing1m_layout_trains_with_class_balanced_batches(tmp_path, clothing, method):
+def test_clothing1m_layout_trains_through_run(tmp_path, clothing, method):
     meta = "meta.size=14" if method == "l2rw" else "meta.size=0"
     assert _run(tmp_path, clothing, f"method={method}", meta) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
