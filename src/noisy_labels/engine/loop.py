@@ -300,9 +300,10 @@ class Engine:
                 totals[key] = totals.get(key, 0.0) + value.detach().float()
             if i % 20 == 0 and not bar.disable:
                 bar.set_postfix({k: f"{float(v) / (i + 1):.3f}" for k, v in totals.items()}, refresh=False)
-        method.on_epoch_end(epoch)
+        epoch_stats = method.on_epoch_end(epoch) or {}
         lr = self._scheduled[0].param_groups[0]["lr"] if self._scheduled else float("nan")
-        return {f"train_{k}": float(v) / self.steps_per_epoch for k, v in totals.items()} | {"lr": lr}
+        record = {f"train_{k}": float(v) / self.steps_per_epoch for k, v in totals.items()}
+        return record | {f"train_{k}": float(v) for k, v in epoch_stats.items()} | {"lr": lr}
 
     @torch.no_grad()
     def evaluate(self, method) -> dict[str, float]:

@@ -66,8 +66,11 @@ class Method:
     def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         return F.cross_entropy(logits, batch.y)
 
-    def on_epoch_end(self, epoch: int) -> None:
-        """Called after the epoch's last batch, before evaluation."""
+    def on_epoch_end(self, epoch: int) -> dict[str, Any] | None:
+        """Called after the epoch's last batch, before evaluation; may return epoch statistics.
+
+        Returned values are logged once per epoch as ``train_<name>`` (step statistics are averaged).
+        """
 
     # ------------------------------------------------------------------ outputs
     def predict(self, x: torch.Tensor) -> torch.Tensor:

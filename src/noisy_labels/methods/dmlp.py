@@ -213,8 +213,8 @@ class DMLP(Method):
     def on_epoch_start(self, epoch: int) -> None:
         self.inner.on_epoch_start(epoch)
 
-    def on_epoch_end(self, epoch: int) -> None:
-        self.inner.on_epoch_end(epoch)
+    def on_epoch_end(self, epoch: int) -> dict[str, Any] | None:
+        return self.inner.on_epoch_end(epoch)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return self.inner.predict(x)

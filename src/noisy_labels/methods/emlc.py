@@ -273,11 +273,9 @@ class TeacherStudent(Method):
         x, y = self.engine.meta_batch(self.params.meta_batch_size)
         return weight * F.cross_entropy(self.model(x), y)
 
-    def end_of_epoch_stats(self) -> dict[str, Tensor]:
-        """On the epoch's last step: the student's meta-set accuracy, and the clean-set selection."""
+    def on_epoch_end(self, epoch: int) -> dict[str, Tensor]:
+        """The student's meta-set accuracy (logged as ``train_clean_acc``), and the clean-set selection."""
         engine = self.engine
-        if engine.step_in_epoch != engine.steps_per_epoch - 1:
-            return {}
         self.model.eval()
         try:
             logits = engine.predict(self.model, engine.data.meta_x)
@@ -287,8 +285,7 @@ class TeacherStudent(Method):
         if self.params.select_by_clean and acc.item() >= self.best_clean_acc.item():
             self.best_clean_acc.fill_(acc.item())
             self.selected.load_state_dict(unwrap(self.model).state_dict())
-        # The engine averages step statistics over the epoch's steps; this one is reported once.
-        return {"clean_acc": acc * engine.steps_per_epoch}
+        return {"clean_acc": acc}
 
     def predict(self, x: Tensor) -> Tensor:
         if self.params.select_by_clean and self.best_clean_acc.item() >= 0:
@@ -359,7 +356,7 @@ class MLC(TeacherStudent):
         self.record(batch.index, soft.gather(1, batch.y[:, None]).squeeze(1), soft)
         real = soft_cross_entropy(soft.detach())(logits).mean() + clean
         self.engine.step(real, self.optimizer)
-        return {"loss": real.detach(), "meta_loss": meta_loss.detach(), **self.end_of_epoch_stats()}
+        return {"loss": real.detach(), "meta_loss": meta_loss.detach()}
 
 
 # --------------------------------------------------------------------------------------------- EMLC
@@ -430,7 +427,7 @@ class EMLC(TeacherStudent):
             self.history.append(step)
         if update_now:
             stats |= self.teacher_step()
-        return stats | self.end_of_epoch_stats()
+        return stats
 
     def targets(self, step: StudentStep):
         """The recorded step's loss vector on soft labels with their graph to the teacher."""
