@@ -16,6 +16,21 @@ def one_torch_thread():
         torch.set_num_threads(before)
 
 
+def three_epochs_and_two_plus_one(tmp_path, settings: list[str]):
+    """``(full, resumed, checkpointed method state)``: 3 epochs in one go, and 2 epochs resumed for a 3rd."""
+    from noisy_labels.config import load_config
+    from noisy_labels.engine import run_experiment
+
+    full = run_experiment(load_config(None, [*settings, "epochs=3", f"out={tmp_path / 'full'}"]))
+    part = tmp_path / "part"
+    run_experiment(load_config(None, [*settings, "epochs=2", f"out={part}"]))
+    state = torch.load(part / "checkpoint.pt", weights_only=False)["method"]
+    config = part / "config.yaml"
+    config.write_text(config.read_text().replace("epochs: 2", "epochs: 3"))
+    resumed = run_experiment(load_config(None, [f"out={part}"]), resume=True)
+    return full, resumed, state
+
+
 #: MNIST with 60% uniform noise and a 1,000-sample meta set, MLP, CPU-sized: the "beats CE" problem of
 #: the meta methods (issues 4 and 6). CE ends near 0.55 here; a working meta-gradient reaches 0.8-0.9.
 MNIST_UNIF60 = [

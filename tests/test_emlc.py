@@ -39,7 +39,7 @@ from noisy_labels.methods import get_method_class, list_methods
 from noisy_labels.methods.emlc import GatedTeacher, inject_noise
 from noisy_labels.metrics import roc_auc
 from noisy_labels.models import create_model
-from shared_settings import MNIST_UNIF60, one_torch_thread
+from shared_settings import MNIST_UNIF60, one_torch_thread, three_epochs_and_two_plus_one
 
 TOL = 1e-8
 C = 4
@@ -336,17 +336,11 @@ def test_fpmg_and_second_order_train_identically(steps):
 def test_resume_restores_teacher_and_selection(tmp_path):
     """Two epochs, then one more after a resume, equals three epochs in one go (k = 3 windows)."""
     settings = [*DIGITS, "method=emlc", "emlc.steps=3", "emlc.select_by_clean=true", "schedule.name=constant"]
-    full = run_experiment(load_config(None, [*settings, "epochs=3", f"out={tmp_path / 'full'}"]))
-    part = tmp_path / "part"
-    run_experiment(load_config(None, [*settings, "epochs=2", f"out={part}"]))
-    state = torch.load(part / "checkpoint.pt", weights_only=False)["method"]
+    full, resumed, state = three_epochs_and_two_plus_one(tmp_path, settings)
     assert {"model", "teacher", "teacher_optimizer", "selected", "best_clean_acc"} <= set(state)
-    config = part / "config.yaml"
-    config.write_text(config.read_text().replace("epochs: 2", "epochs: 3"))
-    resumed = run_experiment(load_config(None, [f"out={part}"]), resume=True)
     for key in ("last_test_acc", "label_acc", "cleanness_auc"):
         assert resumed[key] == full[key], key
-    records = [json.loads(line) for line in (part / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
     assert all(0.0 <= r["train_clean_acc"] <= 1.0 for r in records)
 
 

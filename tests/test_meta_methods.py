@@ -25,7 +25,7 @@ from noisy_labels.engine.run import build_method, seed_everything
 from noisy_labels.meta import WeightGrad
 from noisy_labels.methods import get_method_class, list_methods
 from noisy_labels.methods.l2b import l2b_weights
-from shared_settings import MNIST_UNIF60, one_torch_thread
+from shared_settings import MNIST_UNIF60, one_torch_thread, three_epochs_and_two_plus_one
 
 META_METHODS = ["l2rw", "mwnet", "mnwnet", "rmnwnet", "l2b"]
 DIGITS = ["dataset=digits", "meta.size=100", "epochs=2", "batch_size=64", "noise.rate=0.4", "quiet=true"]
@@ -77,14 +77,8 @@ def test_bad_choices_are_clear_errors(tmp_path, setting, message):
 def test_resume_restores_the_weighting_network_and_weights(tmp_path):
     """Two epochs, then one more after a resume, equals three epochs in one go."""
     settings = [*DIGITS, "method=rmnwnet", "schedule.name=constant"]
-    full = run_experiment(load_config(None, [*settings, "epochs=3", f"out={tmp_path / 'full'}"]))
-    part = tmp_path / "part"
-    run_experiment(load_config(None, [*settings, "epochs=2", f"out={part}"]))
-    state = torch.load(part / "checkpoint.pt", weights_only=False)["method"]
+    full, resumed, state = three_epochs_and_two_plus_one(tmp_path, settings)
     assert {"model", "vnet", "optimizer", "vnet_optimizer", "sample_weights"} <= set(state)
-    config = part / "config.yaml"
-    config.write_text(config.read_text().replace("epochs: 2", "epochs: 3"))
-    resumed = run_experiment(load_config(None, [f"out={part}"]), resume=True)
     assert resumed["last_test_acc"] == full["last_test_acc"]
     assert resumed["cleanness_auc"] == full["cleanness_auc"]
 
