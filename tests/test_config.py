@@ -1,6 +1,14 @@
 import pytest
 
-from noisy_labels.config import ConfigError, config_from_dict, config_to_dict, load_config, parse_overrides
+from noisy_labels.config import (
+    ConfigError,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    params_from_dict,
+    parse_overrides,
+)
+from noisy_labels.methods import get_method_class
 
 
 def test_defaults_make_a_complete_config():
@@ -60,3 +68,15 @@ def test_bad_override_syntax_and_missing_file(tmp_path):
 def test_round_trip_through_a_plain_dict():
     cfg = load_config(None, ["noise.rate=0.2", "gce.q=0.5", "optim.betas=[0.5, 0.99]"])
     assert config_from_dict(config_to_dict(cfg)) == cfg
+
+
+def test_exponent_floats_without_a_dot_are_floats(tmp_path):
+    # YAML 1.1 reads "3e-4" as a string; a learning rate written that way must still be a float.
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  lr: 3e-4\n")
+    cfg = load_config(path, ["emlc.teacher_lr=1E-3"])
+    assert cfg.optim.lr == pytest.approx(3e-4)
+    emlc = params_from_dict(get_method_class("emlc").Params, cfg.method_params["emlc"])
+    assert emlc.teacher_lr == pytest.approx(1e-3)
+    with pytest.raises(ConfigError, match="optim.lr"):
+        load_config(None, ["optim.lr=3e-4x"])
