@@ -283,6 +283,17 @@ def test_ablation_switches(setting):
         assert not hasattr(m, "proj")
 
 
+def test_contrastive_term_only_with_a_backbone_to_shape(tmp_path):
+    """A linear f has no backbone: L_con would train only the projection head, so it is skipped."""
+    for model, expected in (("mlp", True), ("linear", False)):
+        engine, m = _method("epochs=2", "flywheel.warmup_epochs=1", f"model.name={model}")
+        assert m.uses_contrastive() == expected and hasattr(m, "proj") == expected
+        (tmp_path / model).mkdir()
+        engine.fit(m, tmp_path / model)
+        last = json.loads((tmp_path / model / "metrics.jsonl").read_text().splitlines()[-1])
+        assert ("train_loss_con" in last) == expected and last["label_acc"] > 0.5
+
+
 def test_beats_ce_and_a_broken_cycle(tmp_path):
     """Same data, noise, model and budget. A broken cycle (q = 1: no label is ever rejected, so f trains
     on the given labels with MixUp and g on f's labels) keeps MixUp's robustness but misses the margin."""

@@ -40,7 +40,8 @@ Choices the paper leaves open (all documented, most switchable in ``FlywheelPara
 * **Contrastive loss** (the paper cites SimCLR [8] and SupCon [19]): SimCLR's NT-Xent over two strong views
   of every batch sample, temperature 0.5 (UNICON's), through a 2-layer projection head to ``proj_dim`` on
   ``f``'s backbone features (``contrastive="simclr"``); ``"supcon"`` uses ``argmax q_i(y)`` as labels. The
-  engine's ``strong`` view stands in for RandAugment (see :mod:`noisy_labels.engine.augment`).
+  engine's ``strong`` view stands in for RandAugment (see :mod:`noisy_labels.engine.augment`). With a
+  linear ``f`` on precomputed features there is no backbone to shape, so the term is skipped.
 * No sharpening of ``f`` in eq. 11; a row of ``T``/``T_c`` without mass is uniform. ``T_c`` keeps a diagonal:
   in the mixture of eq. 1 a label drawn from the outlier distribution may equal the true class, and
   clean samples with ``q < 1`` contribute their corrupted part too.
@@ -139,7 +140,7 @@ class Flywheel(Method):
         if p.auxiliary:
             self.f = e.new_model()
             params = list(self.f.parameters())
-            if p.contrastive != "none":
+            if self.uses_contrastive():
                 d = unwrap(self.f).feature_dim
                 head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, p.proj_dim)).to(dev)
                 self.proj = wrap_model(head, e.dist, dev)
@@ -154,6 +155,17 @@ class Flywheel(Method):
         self.yhat = self.train_labels().clone()
         self.prior = torch.full((k,), 1.0 / k, device=dev)
         self.cycles = torch.zeros((), dtype=torch.long, device=dev)
+
+    def uses_contrastive(self) -> bool:
+        """Whether ``L_con`` can shape ``f``: on, and ``f`` has a backbone with weights to train.
+
+        A linear ``f`` on features has none (its "features" are the inputs): the loss would then train
+        only the projection head, changing nothing in ``f``, so it is skipped to save its cost.
+        """
+        p = self.params
+        backbone = getattr(unwrap(self.f), "backbone", None)
+        trainable = backbone is None or any(w.requires_grad for w in backbone.parameters())
+        return p.contrastive != "none" and p.alpha > 0 and trainable
 
     def train_labels(self) -> torch.Tensor:
         """The given (noisy) training labels ``(N,)`` for whole-set passes; override to feed purified ones."""
@@ -183,7 +195,7 @@ class Flywheel(Method):
         with e.autocast():
             loss_ce = soft_cross_entropy(self.f(x), targets)
             loss, stats = loss_ce, {"loss_f": loss_ce.detach()}
-            if p.contrastive != "none" and p.alpha > 0:
+            if self.uses_contrastive():
                 views = torch.cat([e.prepare(batch.raw, "strong"), e.prepare(batch.raw, "strong")])
                 _, feats = self.f(views, return_features=True)
                 z = self.proj(feats)
