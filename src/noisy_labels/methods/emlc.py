@@ -53,6 +53,10 @@ microsoft/MLC for MLC):
   the window's last step, whose graph is kept from the training forward.
 * A window never crosses an epoch: the teacher steps at the end of every epoch even if fewer than k
   student steps were recorded, so checkpoints hold no partial window.
+* The teacher's network is the config's model unless ``teacher_model`` names another. On precomputed
+  features with a linear student, a linear teacher would have no feature extractor of its own (its gate
+  would read the raw features); the shipped features config gives the teacher an MLP (Fig. 3's extractor
+  + classifier), which corrected more labels than the linear one at 80% symmetric noise.
 * Outputs: ``cleanness`` is the gate of each sample's latest batch (EMLC) or the teacher's probability of
   the noisy label (MLC); ``corrected_labels`` the argmax of its latest soft label.
 * Student selection (sec. 4.1: "the student model when its validation score is the highest"): after each
