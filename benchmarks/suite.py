@@ -20,9 +20,11 @@ alone) and, when the benchmark-only dependency ``cleanlab`` is installed, ``clea
 the kept samples plus the clean set then train the ``ce`` row's head with its recipe, as in the team's
 reference numbers; ``clean_only`` trains that head on the clean set alone.
 
-Every finished run is stored as ``benchmarks/results/suite/<setting>/<method>-seed<k>.json`` (summary and
-per-epoch history): a rerun skips it, so the suite fills up over several sittings on any checkout, and
-``--verify SETTING/METHOD/SEED`` reruns one row and compares it with the stored numbers (CPU
+Every finished run is stored as ``benchmarks/results/suite/<setting>/<method>-seed<k>.json`` (summary,
+per-epoch history, and a fingerprint of its command and config file): a rerun skips it while the
+fingerprint still matches (a changed config or budget reruns the row), so the suite fills up over
+several sittings on any checkout, and ``--verify SETTING/METHOD/SEED`` reruns one row and compares
+it with the stored numbers (CPU
 determinism). ``--quick`` is a smoke check (digits, two settings, three epochs, into a temporary folder).
 
     OMP_NUM_THREADS=1 python benchmarks/suite.py [--jobs 2] [--settings ...] [--methods ...] [--seeds 0 1 2]
@@ -32,6 +34,7 @@ determinism). ``--quick`` is a smoke check (digits, two settings, three epochs, 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -74,7 +77,14 @@ BUDGET = {
         "model.name=linear",
         "model.params={}",
     ],
-    "mnist": ["epochs=20", "train_subset=3000", "meta.size=1000", f"root={DATA / 'mnist'}"],
+    "mnist": [
+        "epochs=20",
+        "train_subset=3000",
+        "meta.size=1000",
+        f"root={DATA / 'mnist'}",
+        "model.name=small_cnn",
+        "model.params={}",
+    ],
     "digits": ["epochs=3", "meta.size=200"],
 }
 CE_CONFIG = {"cifar10_features": "cifar10_features_ce_sym50.yaml", "mnist": "mnist_coteaching_sym50.yaml"}
@@ -85,9 +95,12 @@ CAVEATS = [
     " sized for 60% uniform noise) do not start learning at 80% symmetric noise within 20 epochs; cross-"
     "entropy with the same recipe also stays at chance (10%), so those rows measure the recipe, not the "
     "methods. Their tests (an MLP at 60% uniform noise) show them beating CE by a wide margin.",
-    "CIFAR-10 features: the L2B, L2RW, MLC/EMLC and MNW-Net feature configs were sized at 60% uniform noise;"
+    "MNIST: every row trains the small CNN (the budget sets `model.name=small_cnn`), also where the method's"
+    " own MNIST config uses an MLP (EMLC, MLC, LNL-flywheel); EMLC's teacher is then a second small CNN.",
+    "CIFAR-10 features: the L2B, L2RW, MLC and MNW-Net feature configs were sized at 60% uniform noise;"
     " MNW-Net's inverted AUC is the RMNW-Net paper's point (a CE meta loss on a noisy meta set rewards the "
-    "noisy samples; RMNW-Net's MAE meta loss fixes it).",
+    "noisy samples; RMNW-Net's MAE meta loss fixes it). With the budget's linear head, LNL-flywheel's "
+    "contrastive term has no backbone to shape and is skipped (its config uses an MLP).",
 ]
 
 
@@ -131,8 +144,24 @@ def command(config: Path | None, sets: list[str]) -> str:
     return "noisy-labels run" + cfg + "".join(f" --set {s}" for s in sets if not s.startswith("root="))
 
 
-def store_path(setting: str, method: str, seed: int) -> Path:
-    return STORE / setting / f"{method}-seed{seed}.json"
+def row_command(setting: str, method: str, seed: int) -> str:
+    if method in ("cleanlab", "cleanlab_fli", "clean_only"):
+        return f"python benchmarks/suite.py --settings {setting} --methods {method} --seeds {seed}"
+    return command(*row_overrides(setting, method, seed))
+
+
+def fingerprint(setting: str, method: str, seed: int) -> str:
+    """The row's command and its config file's text: a stored row counts as done only while both match."""
+    config, sets = row_overrides(setting, method, seed)
+    text = command(config, sets) + (config.read_text() if config else "")
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def is_done(store: Path, setting: str, method: str, seed: int) -> bool:
+    path = store / setting / f"{method}-seed{seed}.json"
+    if not path.exists():
+        return False
+    return json.loads(path.read_text()).get("fingerprint") == fingerprint(setting, method, seed)
 
 
 def run_row(setting: str, method: str, seed: int, store: Path) -> dict[str, Any]:
@@ -156,9 +185,8 @@ def run_row(setting: str, method: str, seed: int, store: Path) -> dict[str, Any]
         "setting": setting,
         "method": method,
         "seed": seed,
-        "command": command(config, sets)
-        if method not in ("cleanlab", "cleanlab_fli", "clean_only")
-        else f"python benchmarks/suite.py --settings {setting} --methods {method} --seeds {seed}",
+        "command": row_command(setting, method, seed),
+        "fingerprint": fingerprint(setting, method, seed),
         "summary": summary,
         "history": [
             {k: h.get(k) for k in ("epoch", "test_acc", "label_acc", "cleanness_auc")} for h in history
@@ -408,7 +436,7 @@ def pending(args) -> list[tuple[str, str, int]]:
             if method in ("cleanlab", "cleanlab_fli", "clean_only") and SETTINGS[setting][0] == "mnist":
                 continue  # the outside references use a linear head: feature data sets only
             for seed in args.seeds:
-                if args.rerun or not (args.store / setting / f"{method}-seed{seed}.json").exists():
+                if args.rerun or not is_done(args.store, setting, method, seed):
                     todo.append((setting, method, seed))
     return todo
 
