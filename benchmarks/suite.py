@@ -503,17 +503,26 @@ def run_all(todo: list[tuple[str, str, int]], args) -> None:
     bar = tqdm(total=len(todo), desc="suite")
     if args.jobs <= 1:
         for row in todo:
-            _report(run_row(*row, args.store), bar)
+            _report(run_pending_row(*row, args.store, args.rerun), bar)
         return
     with ProcessPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(run_row, *row, args.store) for row in todo]
+        futures = [pool.submit(run_pending_row, *row, args.store, args.rerun) for row in todo]
         for f in as_completed(futures):
             _report(f.result(), bar)
 
 
-def _report(record: dict, bar) -> None:
-    s = record["summary"]
+def run_pending_row(setting: str, method: str, seed: int, store: Path, rerun: bool) -> dict[str, Any] | None:
+    """``run_row`` unless another suite process stored the row meanwhile (None then)."""
+    if not rerun and is_done(store, setting, method, seed):
+        return None
+    return run_row(setting, method, seed, store)
+
+
+def _report(record: dict | None, bar) -> None:
     bar.update(1)
+    if record is None:
+        return
+    s = record["summary"]
     bar.write(
         f"{record['setting']:14s} {record['method']:16s} seed {record['seed']}: "
         f"last {100 * s['last_test_acc']:.1f}  best {100 * s['best_test_acc']:.1f}  "
