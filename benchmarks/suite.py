@@ -414,6 +414,8 @@ def write_report(store: Path, out: Path) -> None:
         "",
         coverage(records),
         "",
+        verified_line(store),
+        "",
         *[f"- {c}" for c in CAVEATS],
         "",
         "## Last-epoch test accuracy",
@@ -469,7 +471,28 @@ def verify(spec: str, store: Path) -> int:
     for k, (a, b) in diffs.items():
         print(f"{k:15s} stored {a}  rerun {b}")
     print("reproduced exactly" if same else "DIFFERENT")
+    log = store / "verified.json"  # outside */*.json: never read as a row
+    checks = json.loads(log.read_text()) if log.exists() else {}
+    checks[spec] = {
+        "date": time.strftime("%Y-%m-%d"),
+        "reproduced": same,
+        "fingerprint": stored.get("fingerprint"),
+    }
+    log.write_text(json.dumps(checks, indent=1, sort_keys=True))
     return 0 if same else 1
+
+
+def verified_line(store: Path) -> str:
+    """Which rows ``--verify`` reran, and whether they came out the same."""
+    log = store / "verified.json"
+    if not log.exists():
+        return "No row has been rerun with `--verify` yet."
+    checks = json.loads(log.read_text())
+    done = [
+        f"`{k}` ({'same numbers' if v['reproduced'] else 'DIFFERENT'}, {v['date']})"
+        for k, v in checks.items()
+    ]
+    return "Rerun with `--verify` and compared with the stored numbers: " + ", ".join(done) + "."
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,6 +36,8 @@ def test_rows_resume_by_fingerprint_and_reproduce_exactly(tmp_path, monkeypatch)
     assert record["command"].startswith("noisy-labels run --set dataset=digits")
     assert suite.pending(args) == [("digits_sym50", "gce", 0)]
     assert suite.verify("digits_sym50/ce/0", tmp_path) == 0  # a rerun gives the same numbers
+    assert "`digits_sym50/ce/0` (same numbers" in suite.verified_line(tmp_path)
+    assert len(suite.load_records(tmp_path)) == 1  # the verification log is not read as a row
     # A changed budget (or config file) changes the fingerprint: the stored row no longer counts as done.
     monkeypatch.setitem(suite.BUDGET, "digits", ["epochs=2", "meta.size=200"])
     assert len(suite.pending(args)) == 2
