@@ -89,6 +89,7 @@ BUDGET = {
 }
 CE_CONFIG = {"cifar10_features": "cifar10_features_ce_sym50.yaml", "mnist": "mnist_coteaching_sym50.yaml"}
 REFERENCES = ["ce_clean", "clean_only", "cleanlab", "cleanlab_fli"]
+SEEDS = [0, 1, 2]
 # Read these before the numbers: what a row measures besides the method.
 CAVEATS = [
     "MNIST (3k images, 20 epochs, the small CNN): the configs with plain-SGD recipes (L2RW, MW-Net, MNW-Net,"
@@ -383,6 +384,9 @@ def coverage(records: list[dict]) -> str:
     text = f"Coverage: {len(records)} runs stored, seeds {seeds or '-'}."
     if missing:
         text += f" Not run yet: {', '.join(missing)}."
+    absent = [s for s in SEEDS if s not in seeds]
+    if absent:
+        text += f" Seeds {absent} of the suite's {SEEDS} are not run yet: rows show one seed (no std)."
     return text + " A rerun of `benchmarks/suite.py` adds the missing rows and keeps the rest."
 
 
@@ -501,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         "--settings", nargs="+", default=None, choices=[*SETTINGS, "digits_sym50", "digits_unif60"]
     )
     parser.add_argument("--methods", nargs="+", default=None)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--seeds", nargs="+", type=int, default=SEEDS)
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel, one torch thread each")
     parser.add_argument("--rerun", action="store_true", help="rerun rows that are already stored")
     parser.add_argument("--report-only", action="store_true")
