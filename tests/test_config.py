@@ -80,3 +80,5 @@ def test_exponent_floats_without_a_dot_are_floats(tmp_path):
     assert emlc.teacher_lr == pytest.approx(1e-3)
     with pytest.raises(ConfigError, match="optim.lr"):
         load_config(None, ["optim.lr=3e-4x"])
+    # also where no type hint would convert it (free-form model parameters)
+    assert load_config(None, ["model.params={dropout: 5e-1}"]).model.params == {"dropout": 0.5}

@@ -17,7 +17,22 @@ import yaml
 
 from ._validation import check_choice
 
-_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+class _YAMLLoader(yaml.SafeLoader):
+    """PyYAML follows YAML 1.1, which reads ``3e-4`` (an exponent without a dot) as a string; YAML 1.2
+    and every user mean a float, in config files and ``--set`` values alike."""
+
+
+_YAMLLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML as the config reads it (safe, with YAML 1.2's exponent floats)."""
+    return yaml.load(text, Loader=_YAMLLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 class ConfigError(ValueError):
@@ -110,7 +125,7 @@ class Config:
 def parse_value(text: str) -> Any:
     """A ``--set`` value as YAML (``0.5`` -> float, ``[1, 2]`` -> list, ``null`` -> None)."""
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"cannot parse value {text!r}: {exc}") from exc
 
@@ -154,7 +169,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
-        loaded = yaml.safe_load(p.read_text()) or {}
+        loaded = load_yaml(p.read_text()) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{p} must hold a mapping of keys to values.")
         tree = loaded
@@ -224,8 +239,6 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         return value
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
-    if hint is float and isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
-        return float(value)  # YAML 1.1 reads "3e-4" (no dot) as a string
     if hint is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if hint in (str, bool) and isinstance(value, hint):

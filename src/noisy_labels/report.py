@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
+
+from .config import load_yaml
 
 COLUMNS = [
     ("best_test_acc", "best acc"),
@@ -64,7 +65,7 @@ def load_run(path: str | Path) -> Run:
     summary_path = p / "summary.json"
     if not summary_path.exists():
         raise FileNotFoundError(f"{p} is not a finished run (no summary.json).")
-    config = yaml.safe_load((p / "config.yaml").read_text())
+    config = load_yaml((p / "config.yaml").read_text())
     history = []
     if (p / "metrics.jsonl").exists():
         history = [

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import yaml
 
-from ..config import Config, config_from_dict, config_to_dict, params_from_dict
+from ..config import Config, config_from_dict, config_to_dict, load_yaml, params_from_dict
 from ..methods import get_method_class
 from .checkpoint import load_checkpoint, prepare_run_dir, write_json
 from .data import prepare_data
@@ -55,7 +55,7 @@ def run_experiment(cfg: Config, *, resume: bool = False, overwrite: bool = False
     """
     run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
     if resume:
-        cfg = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
+        cfg = config_from_dict(load_yaml((run_dir / "config.yaml").read_text()))
         cfg.out = str(run_dir)
     cls = get_method_class(cfg.method)
     if cls.requires_meta and cfg.meta.size == 0:
