@@ -26,7 +26,7 @@ from noisy_labels.methods.flywheel_em import (
     refurbished_targets,
     update_gamma,
 )
-from noisy_labels.methods.robust_losses import soft_cross_entropy
+from noisy_labels.methods.robust_losses import mean_soft_cross_entropy
 from noisy_labels.metrics import transition_error
 from noisy_labels.ssl.simclr import nt_xent_loss
 
@@ -115,7 +115,7 @@ def test_mixup_and_soft_cross_entropy():
     assert xm.flatten().tolist() == [2.5, 7.5] and tm.tolist() == [[0.75, 0.25], [0.25, 0.75]]
     logits = t([[2.0, 0.0], [0.0, 1.0]])
     expected = -(tm * F.log_softmax(logits, 1)).sum(1).mean()
-    assert soft_cross_entropy(logits, tm).item() == pytest.approx(expected.item())
+    assert mean_soft_cross_entropy(logits, tm).item() == pytest.approx(expected.item())
 
 
 def _naive_contrastive(z1, z2, temperature, labels=None):

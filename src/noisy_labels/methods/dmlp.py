@@ -32,7 +32,7 @@ import torch
 from .._validation import check_choice
 from ..purify import DMLPPurifier, PurifyParams
 from .base import Method, get_method_class, register_method
-from .robust_losses import soft_cross_entropy
+from .robust_losses import mean_soft_cross_entropy
 
 
 @dataclass
@@ -205,7 +205,7 @@ class DMLP(Method):
         inner = self.inner
         with self.engine.autocast():
             logits = inner.model(batch.x)
-            loss = soft_cross_entropy(logits, self.soft_labels[batch.index])
+            loss = mean_soft_cross_entropy(logits, self.soft_labels[batch.index])
         self.engine.step(loss, inner.optimizer)
         acc = (logits.argmax(1) == self.purified[batch.index]).float().mean()
         return {"loss": loss.detach(), "acc": acc.detach()}

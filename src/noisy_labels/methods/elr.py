@@ -46,7 +46,7 @@ from torch import nn
 from ..meta.functional import unwrap
 from ._selection import WholeSetLabels, ensemble_log_probs, eval_mode, mixup
 from .base import Method, register_method
-from .robust_losses import soft_cross_entropy
+from .robust_losses import mean_soft_cross_entropy
 
 
 def elr_regularizer(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -179,7 +179,7 @@ class ELRPlus(_TargetsMixin, Method):
         mixed_y, mixed_t = mixed.split(engine.num_classes, dim=1)
         with engine.autocast():
             logits = net(mixed_x).float()
-        ce = soft_cross_entropy(logits, mixed_y)
+        ce = mean_soft_cross_entropy(logits, mixed_y)
         reg = elr_regularizer(clamped_softmax(logits), mixed_t)
         loss = ce + p.lam * reg
         engine.step(loss, opt)

@@ -77,7 +77,7 @@ from .flywheel_em import (
     refurbished_targets,
     update_gamma,
 )
-from .robust_losses import soft_cross_entropy
+from .robust_losses import mean_soft_cross_entropy
 
 CONTRASTIVE = ("simclr", "supcon", "none")
 CR_PRIORS = ("empirical", "uniform")
@@ -193,9 +193,9 @@ class Flywheel(Method):
         x, targets = batch.x, self.targets[batch.index]
         x, targets, _, _ = mixup(x, targets, p.mixup_alpha, generator=e.generator, larger_half=True)
         with e.autocast():
-            loss_ce = soft_cross_entropy(self.f(x), targets)
+            loss_ce = mean_soft_cross_entropy(self.f(x), targets)
             loss, stats = loss_ce, {"loss_f": loss_ce.detach()}
-            if self.uses_contrastive():
+            if hasattr(self, "proj"):  # built in setup exactly when uses_contrastive()
                 views = torch.cat([e.prepare(batch.raw, "strong"), e.prepare(batch.raw, "strong")])
                 _, feats = self.f(views, return_features=True)
                 z = self.proj(feats)

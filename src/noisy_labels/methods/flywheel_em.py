@@ -6,7 +6,7 @@ Main EM (network ``g``): :func:`clean_posterior` (eq. 4), :func:`update_gamma` (
 Auxiliary EM (network ``f``): :func:`refurbished_targets` (eq. 10-11), :func:`estimate_transition`
 (the closed-form ``T`` of sec. 3.3), :func:`corruption_transition` (``T_c``, the corrupted part only),
 :func:`per_sample_epsilon` (eq. 14). ``f``'s loss (eq. 13) is built in :mod:`.flywheel` from the shared
-:func:`~.robust_losses.soft_cross_entropy`, :func:`~._selection.mixup` and
+:func:`~.robust_losses.mean_soft_cross_entropy`, :func:`~._selection.mixup` and
 :func:`~noisy_labels.ssl.simclr.nt_xent_loss`.
 
 Everything is vectorised over the training set (no Python loop over samples) and follows the library's

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..meta import soft_cross_entropy
 from .base import Method, register_method
 
 
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy against soft targets, ``-mean_i sum_k t_ik log softmax(logits_i)_k``, in float32."""
-    return -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
+def mean_soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Batch mean of :func:`noisy_labels.meta.soft_cross_entropy` (per sample), in float32 under AMP."""
+    return soft_cross_entropy(targets)(logits.float()).mean()
 
 
 def soft_bootstrap_loss(
