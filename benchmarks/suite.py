@@ -293,12 +293,10 @@ def load_records(store: Path) -> list[dict[str, Any]]:
 
 
 def _mean_std(values: list[float], scale: float = 100.0, spec: str = ".1f") -> str:
+    from noisy_labels.report import mean_std
+
     vals = [v * scale for v in values if v is not None]
-    if not vals:
-        return "-"
-    if len(vals) == 1:
-        return format(vals[0], spec)
-    return f"{statistics.mean(vals):{spec}} ± {statistics.stdev(vals):{spec}}"
+    return mean_std(vals, spec) if vals else "-"
 
 
 def method_order(records: list[dict]) -> list[str]:
@@ -402,7 +400,7 @@ def write_report(store: Path, out: Path) -> None:
         f"Written by `python benchmarks/suite.py` ({time.strftime('%Y-%m-%d')}); machine: "
         f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU, torch {torch.__version__}, one torch "
         "thread per run. Accuracies "
-        "in %, mean ± std over seeds; `label acc`: accuracy of the method's corrected labels on the noisy "
+        "in %, mean +- std over seeds; `label acc`: accuracy of the method's corrected labels on the noisy "
         "training set; `noisy-sample AUC`: ROC-AUC of its cleanness scores for telling clean from noisy "
         "samples. Every row's exact command is in its table (seed 0; other seeds change `--set seed`).",
         "",

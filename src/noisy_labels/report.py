@@ -81,10 +81,15 @@ def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
     return dict(groups)
 
 
-def mean_std(values: list[float]) -> str:
-    """``'78.51 +- 0.32'`` in percent for accuracies/AUCs; plain mean for one value."""
+def mean_std(values: list[float], spec: str = ".2f") -> str:
+    """``'78.51 +- 0.32'`` (sample std over seeds); plain mean for one value.
+
+    >>> mean_std([0.7, 0.72, 0.71], spec=".3f"), mean_std([78.5])
+    ('0.710 +- 0.010', '78.50')
+    """
     arr = np.asarray(values, dtype=float)
-    return f"{arr.mean():.2f}" if len(arr) == 1 else f"{arr.mean():.2f} +- {arr.std(ddof=1):.2f}"
+    mean = format(arr.mean(), spec)
+    return mean if len(arr) == 1 else f"{mean} +- {format(arr.std(ddof=1), spec)}"
 
 
 def summary_table(runs: list[Run]) -> str:
