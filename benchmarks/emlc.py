@@ -22,7 +22,6 @@ overrides: a rerun skips them (while the config is unchanged) and adds only what
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
 import statistics
@@ -41,7 +40,8 @@ from noisy_labels.report import mean_std
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from meta_step_cost import cpu_name, synthetic_data  # noqa: E402  (a sibling benchmark script)
+from meta_step_cost import cpu_name, synthetic_data  # noqa: E402  (sibling benchmark scripts)
+from suite import config_fingerprint  # noqa: E402
 
 CONFIGS = HERE.parent / "configs"
 DATA = HERE.parent.parent / "shared" / "data"
@@ -71,12 +71,6 @@ def row_command(setting: str, variant: str, seed: int, epochs: int) -> tuple[Pat
     return CONFIGS / f"{prefix}_{method}_unif60.yaml", settings
 
 
-def fingerprint(config: Path, settings: list[str]) -> str:
-    """Identifies a row's exact setting: a stored row is reused only while config and overrides match."""
-    text = config.read_text() + "\n".join(s for s in settings if not s.startswith("root="))
-    return hashlib.sha1(text.encode()).hexdigest()[:12]
-
-
 def run_one(setting: str, variant: str, seed: int, args, workdir: Path) -> dict:
     config, settings = row_command(setting, variant, seed, args.epochs)
     out = workdir / f"{setting}-{variant.replace(' ', '_')}-{seed}"
@@ -92,7 +86,7 @@ def run_one(setting: str, variant: str, seed: int, args, workdir: Path) -> dict:
         "setting": setting,
         "variant": variant,
         "seed": seed,
-        "fingerprint": fingerprint(config, settings),
+        "fingerprint": config_fingerprint(config, settings),
         "epochs": cfg.epochs,
         "last": summary["last_test_acc"],
         "best": summary["best_test_acc"],
@@ -237,8 +231,7 @@ def stored_fingerprint(row: dict) -> str | None:
     """The fingerprint a stored row would have now (None for rows from before fingerprints)."""
     if "seed" not in row:
         return None
-    epochs = row["epochs"] if row["setting"].startswith("features") else 0
-    return fingerprint(*row_command(row["setting"], row["variant"], row["seed"], epochs))
+    return config_fingerprint(*row_command(row["setting"], row["variant"], row["seed"], row["epochs"]))
 
 
 def load_stored(path: Path) -> tuple[list[dict], dict[str, list[float]]]:

@@ -21,11 +21,11 @@ the kept samples plus the clean set then train the ``ce`` row's head with its re
 reference numbers; ``clean_only`` trains that head on the clean set alone.
 
 Every finished run is stored as ``benchmarks/results/suite/<setting>/<method>-seed<k>.json`` (summary,
-per-epoch history, and a fingerprint of its command and config file): a rerun skips it while the
-fingerprint still matches (a changed config or budget reruns the row), so the suite fills up over
-several sittings on any checkout, and ``--verify SETTING/METHOD/SEED`` reruns one row and compares
-it with the stored numbers (CPU
-determinism). ``--quick`` is a smoke check (digits, two settings, three epochs, into a temporary folder).
+per-epoch history, and a fingerprint of its settings: the config's values, not its comments, and the
+overrides). A rerun skips a row while its fingerprint still matches (a changed config value or budget
+reruns it), so the suite fills up over several sittings on any checkout; ``--verify SETTING/METHOD/SEED``
+reruns one row and compares it with the stored numbers (CPU determinism). ``--quick`` is a smoke check
+(digits, two settings, three epochs, into a temporary folder).
 
     OMP_NUM_THREADS=1 python benchmarks/suite.py [--jobs 2] [--settings ...] [--methods ...] [--seeds 0 1 2]
     python benchmarks/suite.py --report-only        # rewrite RESULTS.md and the plots from stored runs
@@ -96,15 +96,15 @@ CAVEATS = [
     " RMNW-Net, L2B: lr 0.1 without momentum, sized for 60% uniform noise; EMLC and MLC, tuned for an MLP"
     " student; LNL-flywheel, tuned for an MLP) do not start learning at 80% symmetric noise within the"
     " budget's ~400 steps (cross-entropy with the meta methods' recipe stays at chance too): those rows"
-    " measure the recipe, not the method. With MLPs the same methods beat CE by wide margins (their tests;"
+    " measure the recipe, not the method. The budget sets `model.name=small_cnn` for every row, also where"
+    " the method's own MNIST config uses an MLP (EMLC, MLC, LNL-flywheel; EMLC's teacher is then a second"
+    " small CNN). With MLPs the same methods beat CE by wide margins (their tests;"
     " benchmarks/results/emlc.md: EMLC 91% against CE's 27% at 80% symmetric). Retuning the MNIST recipes"
     " for the small CNN is still to do.",
     "Symmetric noise flips a label to one of the *other* classes (Co-teaching's convention; `uniform` redraws"
     " from all classes): at 90% on 10 classes the given label is the true one with probability 0.1, like each"
     " wrong class, so the noisy labels carry no information and only methods that learn from the clean set"
     " rise above chance.",
-    "MNIST: every row trains the small CNN (the budget sets `model.name=small_cnn`), also where the method's"
-    " own MNIST config uses an MLP (EMLC, MLC, LNL-flywheel); EMLC's teacher is then a second small CNN.",
     "CIFAR-10 features: the L2B, L2RW, MLC and MNW-Net feature configs were sized at 60% uniform noise;"
     " MNW-Net's inverted AUC is the RMNW-Net paper's point (a CE meta loss on a noisy meta set rewards the "
     "noisy samples; RMNW-Net's MAE meta loss fixes it). Both draw their meta set from the noisy data, as"
@@ -160,11 +160,21 @@ def row_command(setting: str, method: str, seed: int) -> str:
     return command(*row_overrides(setting, method, seed))
 
 
+def config_fingerprint(config: Path | None, sets: list[str]) -> str:
+    """Hash of a run's settings: the config file's parsed content (comments do not count) + overrides."""
+    from noisy_labels.config import load_yaml
+
+    content = {
+        "config": config.name if config else None,
+        "values": load_yaml(config.read_text()) if config else None,
+        "sets": [s for s in sets if not s.startswith("root=")],  # where the data sit is not a setting
+    }
+    return hashlib.sha1(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 def fingerprint(setting: str, method: str, seed: int) -> str:
-    """The row's command and its config file's text: a stored row counts as done only while both match."""
-    config, sets = row_overrides(setting, method, seed)
-    text = command(config, sets) + (config.read_text() if config else "")
-    return hashlib.sha1(text.encode()).hexdigest()[:12]
+    """The row's settings: a stored row counts as done only while its fingerprint still matches."""
+    return config_fingerprint(*row_overrides(setting, method, seed))
 
 
 def is_done(store: Path, setting: str, method: str, seed: int) -> bool:

@@ -41,3 +41,14 @@ def test_rows_resume_by_fingerprint_and_reproduce_exactly(tmp_path, monkeypatch)
     # A changed budget (or config file) changes the fingerprint: the stored row no longer counts as done.
     monkeypatch.setitem(suite.BUDGET, "digits", ["epochs=2", "meta.size=200"])
     assert len(suite.pending(args)) == 2
+
+
+def test_fingerprint_follows_config_values_not_comments(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("# measured: 71%\noptim:\n  lr: 0.005\n")
+    before = suite.config_fingerprint(config, ["seed=0", "root=/data/here"])
+    config.write_text("# measured again: 72% (seeds 0-2)\noptim:\n  lr: 0.005\n")
+    assert suite.config_fingerprint(config, ["seed=0", "root=/elsewhere"]) == before
+    config.write_text("optim:\n  lr: 0.05\n")
+    assert suite.config_fingerprint(config, ["seed=0"]) != before
+    assert suite.config_fingerprint(config, ["seed=1"]) != suite.config_fingerprint(config, ["seed=0"])
