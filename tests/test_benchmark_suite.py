@@ -52,3 +52,33 @@ def test_fingerprint_follows_config_values_not_comments(tmp_path):
     config.write_text("optim:\n  lr: 0.05\n")
     assert suite.config_fingerprint(config, ["seed=0"]) != before
     assert suite.config_fingerprint(config, ["seed=1"]) != suite.config_fingerprint(config, ["seed=0"])
+
+
+def test_coverage_names_the_settings_and_seeds_still_missing(monkeypatch):
+    monkeypatch.setattr(suite, "SETTINGS", {"feat_a": ("cifar10_features", []), "mnist_a": ("mnist", [])})
+    monkeypatch.setattr(suite, "SEEDS", [0, 1])
+    monkeypatch.setattr(suite, "all_methods", lambda: ["ce", "clean_only"])
+    rows = [("feat_a", "ce", 0), ("feat_a", "ce", 1), ("feat_a", "clean_only", 0), ("mnist_a", "ce", 0)]
+    records = [{"setting": s, "method": m, "seed": k} for s, m, k in rows]
+    text = suite.coverage(records)
+    # clean_only uses a linear head: MNIST does not want it, so mnist_a misses seed 1 of ce only
+    assert "feat_a 3/4 (missing seeds [1])" in text and "mnist_a 1/2 (missing seeds [1])" in text
+    records += [
+        {"setting": "feat_a", "method": "clean_only", "seed": 1},
+        {"setting": "mnist_a", "method": "ce", "seed": 1},
+    ]
+    assert "Complete." in suite.coverage(records)
+
+
+def test_readme_headline_is_rewritten_between_its_markers_only(tmp_path):
+    start, end = suite.README_MARKERS
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{start}\nold table\n{end}\noutro\n")
+    summary = {"last_test_acc": 0.5}
+    records = [{"setting": "feat_sym50", "method": "ce", "seed": k, "summary": summary} for k in (0, 1)]
+    assert suite.update_readme(records, readme)
+    text = readme.read_text()
+    assert text.startswith(f"intro\n{start}\n| method |") and text.endswith(f"{end}\noutro\n")
+    assert "old table" not in text and "| ce | 50.0 +- 0.0 |" in text and "over 2 seed(s) of 3" in text
+    readme.write_text("no markers\n")
+    assert not suite.update_readme(records, readme) and readme.read_text() == "no markers\n"
