@@ -22,6 +22,11 @@ def test_each_method_gets_its_own_config_not_a_longer_named_ones():
     config, sets = suite.row_overrides("mnist_sym80", "emlc", 0)
     # one model per data set, whatever the method's own config uses
     assert config.name == "mnist_emlc_unif60.yaml" and "model.name=small_cnn" in sets
+    # the suite's own MNIST recipe, after the budget; the features rows keep the config's optimiser
+    assert (
+        sets[-3:] == suite.ADAM_MNIST
+        and "optim.name=adam" not in suite.row_overrides("feat_sym80", "emlc", 0)[1]
+    )
     _, clean = suite.row_overrides("feat_sym50", "ce_clean", 1)
     assert "noise.protocol=none" in clean and "seed=1" in clean and "noise.rate=0.5" not in clean
 
@@ -41,6 +46,7 @@ def test_rows_resume_by_fingerprint_and_reproduce_exactly(tmp_path, monkeypatch)
     # A changed budget (or config file) changes the fingerprint: the stored row no longer counts as done.
     monkeypatch.setitem(suite.BUDGET, "digits", ["epochs=2", "meta.size=200"])
     assert len(suite.pending(args)) == 2
+    assert suite.current_records(tmp_path) == ([], 1)  # the report leaves the stale row out
 
 
 def test_fingerprint_follows_config_values_not_comments(tmp_path):
