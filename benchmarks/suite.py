@@ -95,7 +95,7 @@ BUDGET = {
 # the look-ahead step kept an SGD step of 0.1 (the configs' lr; MW-Net, seed 0: 45% at 80%, 96% at 50%,
 # against 10% and 91% before; a look-ahead of 1.0 gave 25% at 80%). EMLC (tuned for an MLP student) gets
 # the same optimiser for student and teacher: 92% at 80% against 21% with its config's SGD. MLC stays at
-# chance with either (its label-correction network reads the student's untrained CNN features).
+# chance with either (not yet understood: with an MLP student it learns).
 # LNL-flywheel (tuned for an MLP): Adam, and the CR weight lambda = 1 instead of the paper's 3, with which
 # the small CNN g collapses onto confident wrong classes after the warm-up (its loss -> -30, gamma -> 0.03;
 # 17% at 50% symmetric with the config's SGD, 34% with Adam, 21% with lambda ramped over 6 epochs; 94%
@@ -363,18 +363,23 @@ def setting_table(records: list[dict], setting: str) -> list[str]:
     return lines
 
 
-def headline(records: list[dict], settings: list[str]) -> list[str]:
-    """Last-epoch test accuracy (mean over seeds), methods x settings."""
-    lines = ["| method | " + " | ".join(settings) + " |", "|---|" + "---:|" * len(settings)]
-    for method in method_order(records):
+def headline(
+    records: list[dict], columns: dict[str, str], methods: list[str] | None = None, *, std: bool = False
+) -> list[str]:
+    """Last-epoch test accuracy (mean over seeds, +- std with ``std``), methods x settings.
+
+    ``columns`` maps each setting to its column title; ``methods`` defaults to every method stored.
+    """
+    lines = ["| method | " + " | ".join(columns.values()) + " |", "|---|" + "---:|" * len(columns)]
+    for method in methods if methods is not None else method_order(records):
         cells = []
-        for setting in settings:
+        for setting in columns:
             vals = [
                 r["summary"].get("last_test_acc")
                 for r in records
                 if r["method"] == method and r["setting"] == setting
             ]
-            cells.append(f"{100 * statistics.mean(vals):.1f}" if vals else "")
+            cells.append(_mean_std(vals if std else vals and [statistics.mean(vals)]) if vals else "")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
 
@@ -396,20 +401,14 @@ README_MARKERS = ("<!-- suite headline: written by benchmarks/suite.py -->", "<!
 
 def readme_table(records: list[dict]) -> list[str]:
     """Last-epoch test accuracy, mean +- std over the seeds run, for the README."""
-    lines = [
-        "| method | " + " | ".join(README_SETTINGS.values()) + " |",
-        "|---|" + "---:|" * len(README_SETTINGS),
-    ]
-    counts = set()
-    for method in README_METHODS:
-        cells = []
-        for setting in README_SETTINGS:
-            group = [r for r in records if r["method"] == method and r["setting"] == setting]
-            counts.update([len(group)] if group else [])
-            cells.append(_mean_std([r["summary"].get("last_test_acc") for r in group]) if group else "")
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    n = "-".join(str(c) for c in sorted({min(counts), max(counts)}))
-    return [*lines, "", f"Each cell is over {n} seed(s) of {len(SEEDS)} ({time.strftime('%Y-%m-%d')})."]
+    counts = {
+        len([r for r in records if r["method"] == m and r["setting"] == s])
+        for m in README_METHODS
+        for s in README_SETTINGS
+    } - {0}
+    n = "-".join(str(c) for c in sorted({min(counts), max(counts)})) if counts else "0"
+    table = headline(records, README_SETTINGS, README_METHODS, std=True)
+    return [*table, "", f"Each cell is over {n} seed(s) of {len(SEEDS)} ({time.strftime('%Y-%m-%d')})."]
 
 
 def update_readme(records: list[dict], readme: Path = README) -> bool:
@@ -521,7 +520,7 @@ def write_report(store: Path, out: Path) -> None:
         "",
         "## Last-epoch test accuracy",
         "",
-        *headline(records, settings),
+        *headline(records, {s: s for s in settings}),
         "",
     ]
     for setting in settings:
