@@ -112,6 +112,8 @@ RECIPES: dict[tuple[str, str], list[str]] = {
 }
 CE_CONFIG = {"cifar10_features": "cifar10_features_ce_sym50.yaml", "mnist": "mnist_coteaching_sym50.yaml"}
 REFERENCES = ["ce_clean", "clean_only", "cleanlab", "cleanlab_fli"]
+# References that select samples and then train the linear head themselves (feature data sets only).
+HEAD_REFERENCES = ("cleanlab", "cleanlab_fli", "clean_only")
 SEEDS = [0, 1, 2]
 # Read these before the numbers: what a row measures besides the method.
 CAVEATS = [
@@ -180,7 +182,7 @@ def command(config: Path | None, sets: list[str]) -> str:
 
 
 def row_command(setting: str, method: str, seed: int) -> str:
-    if method in ("cleanlab", "cleanlab_fli", "clean_only"):
+    if method in HEAD_REFERENCES:
         return f"python benchmarks/suite.py --settings {setting} --methods {method} --seeds {seed}"
     return command(*row_overrides(setting, method, seed))
 
@@ -216,7 +218,7 @@ def run_row(setting: str, method: str, seed: int, store: Path) -> dict[str, Any]
     torch.set_num_threads(1)
     config, sets = row_overrides(setting, method, seed)
     start = time.perf_counter()
-    if method in ("cleanlab", "cleanlab_fli", "clean_only"):
+    if method in HEAD_REFERENCES:
         summary, history = reference_run(setting, method, seed, config, sets)
     else:
         from noisy_labels.config import load_config
@@ -381,7 +383,9 @@ def headline(
                 for r in records
                 if r["method"] == method and r["setting"] == setting
             ]
-            cells.append(_mean_std(vals if std else vals and [statistics.mean(vals)]) if vals else "")
+            if not std and vals:
+                vals = [statistics.mean(vals)]
+            cells.append(_mean_std(vals) if vals else "")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
 
@@ -483,7 +487,8 @@ def current_records(store: Path) -> tuple[list[dict[str, Any]], int]:
     return current, len(records) - len(current)
 
 
-def write_report(store: Path, out: Path) -> None:
+def write_report(store: Path, out: Path) -> list[dict[str, Any]]:
+    """Write RESULTS.md and the plots from the stored rows; returns the current (not stale) rows."""
     records, stale = current_records(store)
     settings = [s for s in SETTINGS if any(r["setting"] == s for r in records)]
     settings += sorted({r["setting"] for r in records} - set(settings))
@@ -531,6 +536,7 @@ def write_report(store: Path, out: Path) -> None:
         plot_setting(records, setting, plot)
         lines += [*setting_table(records, setting), "", f"![{setting}](suite_plots/{setting}.png)", ""]
     out.write_text("\n".join(lines) + "\n")
+    return records
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -542,9 +548,8 @@ def all_methods() -> list[str]:
 
 def setting_methods(setting: str, methods: list[str] | None = None) -> list[str]:
     """The rows a setting has: the outside references use a linear head, so feature data sets only."""
-    linear_only = ("cleanlab", "cleanlab_fli", "clean_only")
     names = methods if methods is not None else all_methods()
-    return [m for m in names if not (m in linear_only and SETTINGS[setting][0] == "mnist")]
+    return [m for m in names if not (m in HEAD_REFERENCES and SETTINGS[setting][0] == "mnist")]
 
 
 def pending(args) -> list[tuple[str, str, int]]:
@@ -631,9 +636,9 @@ def main(argv: list[str] | None = None) -> int:
         todo = pending(args)
         print(f"{len(todo)} runs to do", flush=True)
         run_all(todo, args)
-    write_report(args.store, out)
+    records = write_report(args.store, out)
     print(f"wrote {out}")
-    if not args.quick and update_readme(current_records(args.store)[0]):
+    if not args.quick and update_readme(records):
         print(f"updated the headline table in {README}")
     return 0
 
