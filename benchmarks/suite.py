@@ -101,7 +101,8 @@ BUDGET = {
 # at 80% symmetric (seed 0, config's SGD) it reaches 71% last / 87% best (9% before), but its teacher
 # barely corrects (its labels 20% right, as the given ones; AUC 0.64): the clean half, not the corrections,
 # lifts it above CE (24%) in this budget (MLC's code runs ~10^5 teacher steps by default, 75 CIFAR epochs
-# at batch 32; here ~400). With Adam for the student and a 10x teacher lr (3e-3) it fell to one class (9%).
+# at batch 32; here ~400). With Adam for the student and a 10x teacher lr (3e-3) it predicted one class
+# (9%) from epoch 3 to 6, where that run was stopped.
 # LNL-flywheel (tuned for an MLP): Adam, and the CR weight lambda = 1 instead of the paper's 3, with which
 # the small CNN g collapses onto confident wrong classes after the warm-up (its loss -> -30, gamma -> 0.03;
 # 17% at 50% symmetric with the config's SGD, 34% with Adam, 21% with lambda ramped over 6 epochs; 94%

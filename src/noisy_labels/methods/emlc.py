@@ -46,8 +46,9 @@ microsoft/MLC for MLC):
   optimiser (SGD there) at the student's lr without momentum; MLC's are Adam (its code: Adam with
   amsgrad) at lr 3e-4 (its code's default 3e-5 goes with an Adam student at 3e-4) without weight decay.
   ``teacher_optim``, ``teacher_lr``, ``teacher_momentum``, ``teacher_weight_decay`` override them.
-* The student trains on the teacher's soft labels only. The reference also adds CE on half of each clean
-  batch to the student's loss (not in the paper): ``student_clean_weight`` (default 0).
+* The student trains on the teacher's soft labels only. Both references also add CE on half of each
+  clean batch to the student's loss (not in EMLC's paper; MLC's code does it in its default ``hmlc_K_mix``
+  mode, weighted by batch size, i.e. 0.5 next to the soft term): ``student_clean_weight`` (default 0).
 * The teacher's soft labels for the student come from a train-mode forward; at the teacher's step they
   are recomputed with cloned BatchNorm buffers and replayed dropout masks (the same function), except
   the window's last step, whose graph is kept from the training forward.
