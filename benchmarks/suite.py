@@ -95,8 +95,8 @@ BUDGET = {
 # the look-ahead step kept an SGD step of 0.1 (the configs' lr; MW-Net, seed 0: 45% at 80%, 96% at 50%,
 # against 10% and 91% before; a look-ahead of 1.0 gave 25% at 80%). EMLC (tuned for an MLP student) gets
 # the same optimiser for student and teacher: 92% at 80% against 21% with its config's SGD. MLC stays at
-# chance with either optimiser as its CPU config runs it (teacher on the student's features only): the
-# suite gives it its reference code's default mode instead (hmlc_K_mix, as configs/cifar10_mlc_sym50_paper
+# chance with either optimiser as its CPU config runs it (the teacher's soft labels alone train the student):
+# the suite gives it its reference code's default mode instead (hmlc_K_mix, as configs/cifar10_mlc_sym50_paper
 # .yaml): half of each clean batch also trains the student, weighted by batch size (weight 0.5). With it,
 # at 80% symmetric (seed 0, config's SGD) it reaches 71% last / 87% best (9% before), but its teacher
 # barely corrects (its labels 20% right, as the given ones; AUC 0.64): the clean half, not the corrections,
