@@ -18,7 +18,9 @@ alone) and, when the benchmark-only dependency ``cleanlab`` is installed, ``clea
 ``CleanLearning`` finds with a logistic-regression model, removed) and ``cleanlab_fli``
 (``cleanlab.filter.find_label_issues`` on 5-fold out-of-fold logistic-regression probabilities, removed):
 the kept samples plus the clean set then train the ``ce`` row's head with its recipe, as in the team's
-reference numbers; ``clean_only`` trains that head on the clean set alone.
+reference numbers; ``clean_only`` trains that head on the clean set alone, and ``oracle_filter`` on the
+samples whose given label is right plus the clean set (what a perfect sample filter reaches: the ceiling
+of the methods that only remove samples, and a yardstick for the rest).
 
 Every finished run is stored as ``benchmarks/results/suite/<setting>/<method>-seed<k>.json`` (summary,
 per-epoch history, and a fingerprint of its settings: the config's values, not its comments, and the
@@ -119,9 +121,9 @@ RECIPES: dict[tuple[str, str], list[str]] = {
     ("mnist", "flywheel"): [*ADAM_MNIST, "flywheel.cr_lambda=1"],
 }
 CE_CONFIG = {"cifar10_features": "cifar10_features_ce_sym50.yaml", "mnist": "mnist_coteaching_sym50.yaml"}
-REFERENCES = ["ce_clean", "clean_only", "cleanlab", "cleanlab_fli"]
+REFERENCES = ["ce_clean", "oracle_filter", "clean_only", "cleanlab", "cleanlab_fli"]
 # References that select samples and then train the linear head themselves (feature data sets only).
-HEAD_REFERENCES = ("cleanlab", "cleanlab_fli", "clean_only")
+HEAD_REFERENCES = ("cleanlab", "cleanlab_fli", "clean_only", "oracle_filter")
 SEEDS = [0, 1, 2]
 # Read these before the numbers: what a row measures besides the method.
 CAVEATS = [
@@ -260,11 +262,12 @@ def run_row(setting: str, method: str, seed: int, store: Path) -> dict[str, Any]
 
 # ------------------------------------------------------------------------------- outside references
 def reference_run(setting: str, method: str, seed: int, config: Path | None, sets: list[str]):
-    """cleanlab rows and the clean-set-only row: select samples, then train the suite's CE head on them.
+    """The head references: select samples, then train the suite's CE head on them plus the clean set.
 
     cleanlab finds the issues from 5-fold out-of-fold probabilities of a logistic-regression model (its
-    documented usage); the kept samples plus the clean set then train the same linear head, with the
-    same recipe and budget, as the ``ce`` row, so the rows differ only in which samples they keep.
+    documented usage); ``oracle_filter`` keeps exactly the samples whose given label is right;
+    ``clean_only`` keeps none. The kept samples plus the clean set then train the same linear head, with
+    the same recipe and budget, as the ``ce`` row, so the rows differ only in which samples they keep.
     """
     import numpy as np
     import torch
@@ -276,8 +279,13 @@ def reference_run(setting: str, method: str, seed: int, config: Path | None, set
     data = prepare_data(cfg, torch.device("cpu"), corrupt_meta=False)
     x, y = data.train_x.numpy(), data.train_y.numpy()
     x2 = x.reshape(len(x), -1)
+    true = data.train_clean_y.numpy() if data.train_clean_y is not None else None
     if method == "clean_only":
         keep = np.zeros(len(y), bool)
+    elif method == "oracle_filter":
+        if true is None:
+            raise ValueError(f"{setting}: oracle_filter needs the true labels, and this data set has none.")
+        keep = y == true
     else:
         from cleanlab.filter import find_label_issues
 
@@ -287,8 +295,8 @@ def reference_run(setting: str, method: str, seed: int, config: Path | None, set
     train_x = np.concatenate([x2[keep], data.meta_x.numpy().reshape(len(data.meta_y), -1)])
     train_y = np.concatenate([y[keep], data.meta_y.numpy()])
     summary, history = ce_head(train_x, train_y, data, config, sets)
-    true = data.train_clean_y.numpy() if data.train_clean_y is not None else None
-    if true is not None and method != "clean_only":
+    summary["kept_noisy_set"] = int(keep.sum())
+    if true is not None and method.startswith("cleanlab"):
         noisy = y != true
         summary["issue_precision"] = float(noisy[~keep].mean()) if (~keep).any() else None
         summary["issue_recall"] = float((~keep)[noisy].mean()) if noisy.any() else None
@@ -409,7 +417,8 @@ README_SETTINGS = {
     "feat_worst": "CIFAR-10N worst",
 }
 README_METHODS = [
-    *("ce_clean", "clean_only", "cleanlab_fli", "ce", "mae", "coteaching", "dividemix", "dmlp", "elr"),
+    *("ce_clean", "oracle_filter", "clean_only", "cleanlab_fli", "ce", "mae", "coteaching", "dividemix"),
+    *("dmlp", "elr"),
     *("mwnet", "rmnwnet", "emlc", "flywheel", "l2b"),
 ]
 README_MARKERS = ("<!-- suite headline: written by benchmarks/suite.py -->", "<!-- end of suite headline -->")
@@ -514,6 +523,11 @@ def write_report(store: Path, out: Path) -> list[dict[str, Any]]:
         "training set; `noisy-sample AUC`: ROC-AUC of its cleanness scores for telling clean from noisy "
         "samples. Every row's exact command is in its table (seed 0; other seeds change `--set seed`).",
         "",
+        "Reference rows: `ce_clean` trains on the true labels (the ceiling); `oracle_filter` trains the "
+        "`ce` row's head on the training samples whose given label is right plus the clean set (what a "
+        "perfect sample filter reaches); `clean_only` on the 1k clean samples alone; `cleanlab` and "
+        "`cleanlab_fli` on what cleanlab keeps plus the clean set (see `benchmarks/suite.py`).",
+        "",
         "How the budget was scaled: "
         + "; ".join(
             f"`{k}`: {' '.join(x for x in v if not x.startswith('root='))}"
@@ -553,7 +567,7 @@ def write_report(store: Path, out: Path) -> list[dict[str, Any]]:
 def all_methods() -> list[str]:
     from noisy_labels.methods import list_methods
 
-    return ["ce_clean", "clean_only", *list_methods(), "cleanlab", "cleanlab_fli"]
+    return ["ce_clean", "oracle_filter", "clean_only", *list_methods(), "cleanlab", "cleanlab_fli"]
 
 
 def setting_methods(setting: str, methods: list[str] | None = None) -> list[str]:

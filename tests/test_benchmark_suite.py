@@ -88,3 +88,19 @@ def test_readme_headline_is_rewritten_between_its_markers_only(tmp_path):
     assert "old table" not in text and "| ce | 50.0 +- 0.0 |" in text and "over 2 seed(s) of 3" in text
     readme.write_text("no markers\n")
     assert not suite.update_readme(records, readme) and readme.read_text() == "no markers\n"
+
+
+def test_oracle_filter_keeps_exactly_the_rightly_labelled_samples(tmp_path, monkeypatch):
+    import torch
+
+    from noisy_labels.config import load_config
+    from noisy_labels.engine.data import prepare_data
+
+    monkeypatch.setitem(suite.SETTINGS, "digits_sym50", DIGITS)
+    record = suite.run_row("digits_sym50", "oracle_filter", 0, tmp_path)
+    cfg = load_config(*suite.row_overrides("digits_sym50", "oracle_filter", 0))
+    data = prepare_data(cfg, torch.device("cpu"), corrupt_meta=False)
+    right = int((data.train_y == data.train_clean_y).sum())
+    assert record["summary"]["kept_noisy_set"] == right
+    assert 0.4 < right / len(data.train_y) < 0.6  # 50% symmetric noise
+    assert record["command"].endswith("--methods oracle_filter --seeds 0")
