@@ -82,3 +82,11 @@ def test_exponent_floats_without_a_dot_are_floats(tmp_path):
         load_config(None, ["optim.lr=3e-4x"])
     # also where no type hint would convert it (free-form model parameters)
     assert load_config(None, ["model.params={dropout: 5e-1}"]).model.params == {"dropout": 0.5}
+
+
+def test_learning_rate_defaults_to_the_effective_step_of_the_optimiser():
+    """optim.lr left unset: 0.1 effective SGD step (lr 0.01 at momentum 0.9), 1e-3 for Adam; set: kept."""
+    assert load_config(None, []).optim.lr == pytest.approx(0.01)
+    assert load_config(None, ["optim.momentum=0"]).optim.lr == pytest.approx(0.1)
+    assert load_config(None, ["optim.name=adam"]).optim.lr == pytest.approx(1e-3)
+    assert load_config(None, ["optim.lr=0.1"]).optim.lr == 0.1

@@ -16,6 +16,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from ._validation import check_choice
+from .defaults import default_lr
 
 
 class _YAMLLoader(yaml.SafeLoader):
@@ -65,7 +66,7 @@ class ModelConfig:
 @dataclass
 class OptimConfig:
     name: str = "sgd"  # sgd | adam | adamw
-    lr: float = 0.1
+    lr: float | None = None  # None: derived (noisy_labels.defaults: 0.01 for SGD momentum 0.9, 1e-3 Adam)
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-4
@@ -193,6 +194,8 @@ def config_from_dict(tree: dict[str, Any]) -> Config:
         # Check now, so a typo fails before any training; the method rebuilds its params later.
         params_from_dict(get_method_class(name).Params, section or {}, prefix=f"{name}.")
     cfg.method_params = {k: dict(v or {}) for k, v in method_sections.items()}
+    if cfg.optim.lr is None:
+        cfg.optim.lr = default_lr(cfg.optim.name, cfg.optim.momentum)
     _check_values(cfg)
     return cfg
 

@@ -35,7 +35,12 @@ microsoft/MLC for MLC):
 * Clean data of the teacher: CE and BCE share one forward of a fresh meta batch in ``clean_view``
   (``strong``: the engine's stand-in for AutoAugment, which the reference applies to every clean batch);
   the meta-gradient's clean loss uses another fresh meta batch in the weak view.
-* Injection (sec. 3.6): a random half of the batch (``corrupt_fraction``) gets a wrong label. ``random``
+* Injection (sec. 3.6): a random share of the batch (``corrupt_fraction``; the paper: half) gets a wrong
+  label. The share is the gate's prior of a corrupted label, so the default is the noise rate the run
+  assumes (the realised rate, as Co-teaching's forget rate; half where none is known). Measured (CIFAR-10
+  features, linear head, defaults, seed 0): on CIFAR-10N ``random1`` (17% noisy) the paper's half made
+  the teacher relabel good samples (corrected labels 77.9% right against 82.8% given; test 74.3%, below
+  CE's 76.0%); with 0.17, 84.0% and 77.2%. At uniform 80% the two agree (71.4 / 71.3%). ``random``
   draws it uniformly among the *other* classes (the reference draws among all, so some "corrupted"
   labels are right and counted clean); ``adversarial`` takes the teacher classifier's highest-scoring
   wrong class (the reference's default); ``mixed`` picks one of the two per sample; ``none`` turns BCE off
@@ -97,6 +102,7 @@ from ..meta import (
     unwrap,
 )
 from ..models import Classifier
+from ._selection import assumed_noise_rate
 from .base import Method, register_method
 from .meta_weighting import META_LOSSES
 
@@ -374,11 +380,22 @@ class EMLCParams(TeacherParams):
     bce_weight: float = 1.0  # eq. 12 L_BCE: gate on half-corrupted clean batches (0 = off)
     meta_weight: float = 1.0  # eq. 12 L_META: the meta-gradient (0 = off)
     injection: str = "adversarial"  # "random" | "adversarial" | "mixed" | "none" (sec. 3.6)
-    corrupt_fraction: float = 0.5  # share of each clean batch corrupted for BCE ("half", sec. 3.6)
+    # share of each clean batch corrupted for BCE; None: the assumed noise rate (0.5, the paper's
+    # "half" of sec. 3.6, where none is known); see the module docstring
+    corrupt_fraction: float | None = None
     clean_view: str = "strong"  # augmentation of the teacher's clean batches (AutoAugment in sec. 3.6)
     label_embedding: int = 128  # size of the label embedding z (reference code)
     gate_hidden: int = 128  # hidden units of the gate MLP (reference code)
     teacher_model: str | None = None  # None: the config's model (with its params)
+
+
+def default_corrupt_fraction(noise_rate: float) -> float:
+    """The BCE injection share: the noise rate the run assumes, within [0.05, 0.95]; 0.5 if none is known.
+
+    >>> default_corrupt_fraction(0.17), default_corrupt_fraction(0.0)
+    (0.17, 0.5)
+    """
+    return min(max(noise_rate, 0.05), 0.95) if noise_rate > 0 else 0.5
 
 
 @register_method
@@ -395,6 +412,8 @@ class EMLC(TeacherStudent):
             raise ValueError(f"emlc.steps must be >= 1, got {p.steps}.")
         if p.gamma is not None and not 0.0 <= p.gamma <= 1.0:
             raise ValueError(f"emlc.gamma must be in [0, 1], got {p.gamma}.")
+        if p.corrupt_fraction is None:
+            p.corrupt_fraction = default_corrupt_fraction(assumed_noise_rate(self.engine))
         if not 0.0 < p.corrupt_fraction < 1.0:
             raise ValueError(f"emlc.corrupt_fraction must be in (0, 1), got {p.corrupt_fraction}.")
         check_choice("emlc.meta_grad", p.meta_grad, META_GRADS)

@@ -22,7 +22,8 @@ Choices the paper leaves open (all documented, most switchable in ``FlywheelPara
   after the other would double the epochs).
 * **Views.** ``g`` is evaluated without augmentation for eq. 4; ``f`` on two weak views, averaged (sec. 4.1),
   one pass for feature inputs, where the weak view is the identity. ``y^`` is the argmax of that average.
-* **Warm-up** (``warmup_epochs``): plain CE of both networks on the given labels (no CR, MixUp or
+* **Warm-up** (``warmup_epochs``; default the paper's 10 of 300 epochs as the same fraction of the run,
+  :func:`noisy_labels.defaults.scaled_epochs`): plain CE of both networks on the given labels (no CR, MixUp or
   contrastive loss). At the end of every warm-up epoch ``gamma`` is reset to ``f``'s training accuracy
   (agreement of its prediction with the given labels, sec. 4.1) and ``eps`` to ``1/K``, so ``q`` and
   ``y^`` are reported from the first epoch; the last warm-up epoch's boundary is the paper's initialisation.
@@ -67,6 +68,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._validation import check_choice
+from ..defaults import scaled_epochs
 from ..engine.distributed import wrap_model
 from ..meta.functional import unwrap
 from ..ssl.simclr import nt_xent_loss
@@ -89,7 +91,9 @@ CR_PRIORS = ("empirical", "uniform")
 
 @dataclass
 class FlywheelParams:
-    warmup_epochs: int = 10  # CE warm-up of both networks (paper, CIFAR: 10)
+    # CE warm-up of both networks; None: the paper's 10 of 300 CIFAR epochs as a fraction of the run
+    # (noisy_labels.defaults.scaled_epochs: 1 of 20)
+    warmup_epochs: int | None = None
     cr_lambda: float = 3.0  # eq. 8's lambda; 0 = the "w/o CR" ablation
     cr_ramp_epochs: int = 0  # lambda grows linearly over the first cycles (CORES^2 ramps); 0 = constant
     cr_prior: str = "empirical"  # p_data(y^) in eq. 9: "empirical" marginal of y^ | "uniform"
@@ -137,6 +141,8 @@ class Flywheel(Method):
     # ------------------------------------------------------------------ building
     def setup(self) -> None:
         p, e = self.params, self.engine
+        if p.warmup_epochs is None:
+            p.warmup_epochs = scaled_epochs(10, 300, e.cfg.epochs)
         _check(p)
         n, k, dev = e.num_train, e.num_classes, e.device
         self.g = e.new_model()
