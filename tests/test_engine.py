@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -230,3 +231,14 @@ def test_asymmetric_noise_through_run(tmp_path):
     )
     noise = json.loads((tmp_path / "run" / "noise.json").read_text())
     assert noise["protocol"] == "asymmetric" and summary["realised_rate"] > 0.05
+
+
+def test_a_step_far_too_large_is_reported(tmp_path):
+    """The papers' lr 0.1 with momentum 0.9 on a linear head over 1,280 standardised features oscillates;
+    here a deliberately huge step on digits must trip the same warning, the default must not."""
+    sets = ["dataset=digits", "epochs=1", "quiet=true", "noise.rate=0.5"]
+    with pytest.warns(UserWarning, match="step size"):
+        run_experiment(load_config(None, [*sets, "optim.lr=20", f"out={tmp_path / 'huge'}"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        run_experiment(load_config(None, [*sets, f"out={tmp_path / 'default'}"]))

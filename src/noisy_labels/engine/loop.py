@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -269,6 +270,7 @@ class Engine:
             elapsed += epoch_seconds
             record = {"epoch": epoch + 1, **train_stats, **self.evaluate(method), "seconds": epoch_seconds}
             history.append(record)
+            self._warn_if_unstable(record)
             self.epoch = epoch + 1
             self.step_in_epoch = 0
             if run_dir is not None and self.dist.is_main:
@@ -278,6 +280,17 @@ class Engine:
         if writer is not None:
             writer.close()
         return summarize(history, elapsed)
+
+    def _warn_if_unstable(self, record: dict[str, Any]) -> None:
+        """A first-epoch training loss far above a uniform guess's ``ln C`` means the step is too large."""
+        loss, uniform = record.get("train_loss"), math.log(self.num_classes)
+        if record["epoch"] == 1 and loss is not None and loss > 2 * uniform and self.dist.is_main:
+            warnings.warn(
+                f"the first epoch's training loss {loss:.2f} is above twice a uniform guess's {uniform:.2f}:"
+                f" the step size (optim.lr = {self.cfg.optim.lr:g}) is likely too large for this model"
+                " (see noisy_labels.defaults).",
+                stacklevel=2,
+            )
 
     def train_epoch(self, method, epoch: int) -> dict[str, float]:
         from tqdm.auto import tqdm
