@@ -213,3 +213,16 @@ def test_mwnet_from_its_defaults_ranks_clean_samples_first_and_beats_ce(tmp_path
     print(f"mwnet AUC {auc:.3f} last {last:.3f}, CE {ce_last:.3f}")
     assert mwnet["cleanness_auc"] >= 0.9
     assert mwnet["last_test_acc"] > ce["last_test_acc"]
+
+
+@pytest.mark.parametrize(("decay", "expected"), [(0.5, [0.5, 1.5]), (0.0, [1.0, 1.0])])
+def test_cleanness_scores_average_the_visits(decay, expected):
+    """A sample's score folds its visits (old ones decaying by ``score_decay``); the first visit is taken
+    as it is, not averaged with the initial fill value."""
+    built, _ = float64_method("mwnet", "fast", f"mwnet.score_decay={decay}")
+    index = torch.tensor([3, 7])
+    built.record_weights(index, torch.tensor([0.0, 2.0]))
+    assert built.sample_weights[index].tolist() == [0.0, 2.0]
+    built.record_weights(index, torch.tensor([1.0, 1.0]))
+    assert built.sample_weights[index].tolist() == expected
+    assert built.sample_weights[0].item() == 1.0  # never visited: untouched
