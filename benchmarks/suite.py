@@ -45,7 +45,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -227,21 +229,42 @@ def fingerprint(setting: str, method: str, seed: int) -> str:
     return config_fingerprint(*row_overrides(setting, method, seed))
 
 
-def is_done(store: Path, setting: str, method: str, seed: int) -> bool:
+@dataclass(frozen=True)
+class RowSpec:
+    """What a benchmark's rows are, for :func:`run_row`, :func:`is_done` and :func:`current_records`.
+
+    ``overrides`` gives a row's config file (or None) and ``--set`` overrides, ``command`` the command
+    stored with it, ``fingerprint`` what a stored row must still match to count as done; ``settings`` maps
+    each setting to its data set and noise overrides; ``head_references`` are the methods whose rows
+    :func:`reference_run` trains (a sample selection, then the ``ce`` row's model) instead of the engine.
+    """
+
+    overrides: Callable[[str, str, int], tuple[Path | None, list[str]]]  # (setting, method, seed)
+    command: Callable[[str, str, int], str]
+    fingerprint: Callable[[str, str, int], str]
+    settings: dict[str, tuple[str, list[str]]]
+    head_references: tuple[str, ...]
+
+
+# The suite's own rows (``--quick`` adds its digits settings to this same SETTINGS dict).
+SUITE_ROWS = RowSpec(row_overrides, row_command, fingerprint, SETTINGS, HEAD_REFERENCES)
+
+
+def is_done(store: Path, setting: str, method: str, seed: int, rows: RowSpec = SUITE_ROWS) -> bool:
     path = store / setting / f"{method}-seed{seed}.json"
     if not path.exists():
         return False
-    return json.loads(path.read_text()).get("fingerprint") == fingerprint(setting, method, seed)
+    return json.loads(path.read_text()).get("fingerprint") == rows.fingerprint(setting, method, seed)
 
 
-def run_row(setting: str, method: str, seed: int, store: Path) -> dict[str, Any]:
-    """Run one row in this process (1 torch thread) and store its record; returns the record."""
+def run_row(setting: str, method: str, seed: int, store: Path, rows: RowSpec = SUITE_ROWS) -> dict[str, Any]:
+    """Run one row of ``rows`` in this process (1 torch thread) and store its record; returns the record."""
     import torch
 
     torch.set_num_threads(1)
-    config, sets = row_overrides(setting, method, seed)
+    config, sets = rows.overrides(setting, method, seed)
     start = time.perf_counter()
-    if method in HEAD_REFERENCES:
+    if method in rows.head_references:
         summary, history = reference_run(setting, method, seed, config, sets)
     else:
         from noisy_labels.config import load_config
@@ -255,8 +278,8 @@ def run_row(setting: str, method: str, seed: int, store: Path) -> dict[str, Any]
         "setting": setting,
         "method": method,
         "seed": seed,
-        "command": row_command(setting, method, seed),
-        "fingerprint": fingerprint(setting, method, seed),
+        "command": rows.command(setting, method, seed),
+        "fingerprint": rows.fingerprint(setting, method, seed),
         "summary": summary,
         "history": [
             {k: h.get(k) for k in ("epoch", "test_acc", "label_acc", "cleanness_auc")} for h in history
@@ -277,8 +300,9 @@ def reference_run(setting: str, method: str, seed: int, config: Path | None, set
 
     cleanlab finds the issues from 5-fold out-of-fold probabilities of a logistic-regression model (its
     documented usage); ``oracle_filter`` keeps exactly the samples whose given label is right;
-    ``clean_only`` keeps none. The kept samples plus the clean set then train the same linear head, with
-    the same recipe and budget, as the ``ce`` row, so the rows differ only in which samples they keep.
+    ``clean_only`` keeps none. The kept samples plus the clean set then train the same model, with the
+    same recipe and budget, as the ``ce`` row, so the rows differ only in which samples they keep (images
+    stay images, so an image data set trains its CNN; cleanlab's model sees them flattened).
     """
     import numpy as np
     import torch
@@ -289,7 +313,6 @@ def reference_run(setting: str, method: str, seed: int, config: Path | None, set
     cfg = load_config(config, sets)
     data = prepare_data(cfg, torch.device("cpu"), corrupt_meta=False)
     x, y = data.train_x.numpy(), data.train_y.numpy()
-    x2 = x.reshape(len(x), -1)
     true = data.train_clean_y.numpy() if data.train_clean_y is not None else None
     if method == "clean_only":
         keep = np.zeros(len(y), bool)
@@ -300,10 +323,11 @@ def reference_run(setting: str, method: str, seed: int, config: Path | None, set
     else:
         from cleanlab.filter import find_label_issues
 
-        probs = out_of_fold_probs(x2, y, seed)
-        issues = find_label_issues(y, probs) if method == "cleanlab_fli" else cleanlab_issues(x2, y, seed)
+        flat = x.reshape(len(x), -1)
+        probs = out_of_fold_probs(flat, y, seed)
+        issues = find_label_issues(y, probs) if method == "cleanlab_fli" else cleanlab_issues(flat, y, seed)
         keep = ~issues
-    train_x = np.concatenate([x2[keep], data.meta_x.numpy().reshape(len(data.meta_y), -1)])
+    train_x = np.concatenate([x[keep], data.meta_x.numpy()])
     train_y = np.concatenate([y[keep], data.meta_y.numpy()])
     summary, history = ce_head(train_x, train_y, data, config, sets)
     summary["kept_noisy_set"] = int(keep.sum())
@@ -315,17 +339,18 @@ def reference_run(setting: str, method: str, seed: int, config: Path | None, set
 
 
 def ce_head(train_x, train_y, data, config: Path | None, sets: list[str]):
-    """The ``ce`` row's head and recipe trained on given samples (no noise injected, no meta set)."""
+    """The ``ce`` row's model and recipe trained on given samples (no noise injected, no meta set)."""
     import numpy as np
 
     from noisy_labels.config import load_config
     from noisy_labels.engine import run_experiment
 
-    recipe = [s for s in sets if not s.startswith(("noise.", "meta.", "dataset=", "root="))]
+    recipe = [
+        s for s in sets if not s.startswith(("noise.", "meta.", "dataset=", "dataset_options", "root="))
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "selected.npz"
-        xt, yt = data.test_x.numpy(), data.test_y.numpy()
-        np.savez(path, x=train_x, y=train_y, x_test=xt.reshape(len(xt), -1), y_test=yt)
+        np.savez(path, x=train_x, y=train_y, x_test=data.test_x.numpy(), y_test=data.test_y.numpy())
         overrides = [*recipe, f"dataset={path}", "noise.protocol=none", "meta.size=0", "method=ce"]
         cfg = load_config(config, [*overrides, f"out={Path(tmp) / 'run'}"])
         summary = run_experiment(cfg, overwrite=True)
@@ -504,14 +529,14 @@ def coverage(records: list[dict]) -> str:
     return text + " A rerun of `benchmarks/suite.py` adds the missing rows and keeps the rest."
 
 
-def current_records(store: Path) -> tuple[list[dict[str, Any]], int]:
-    """The stored rows whose settings still match the suite's (fingerprint), and how many are stale."""
+def current_records(store: Path, rows: RowSpec = SUITE_ROWS) -> tuple[list[dict[str, Any]], int]:
+    """The stored rows whose settings still match those of ``rows`` (fingerprint), and how many are stale."""
     records = load_records(store)
     current = [
         r
         for r in records
-        if r["setting"] not in SETTINGS
-        or r.get("fingerprint") == fingerprint(r["setting"], r["method"], r["seed"])
+        if r["setting"] not in rows.settings
+        or r.get("fingerprint") == rows.fingerprint(r["setting"], r["method"], r["seed"])
     ]
     return current, len(records) - len(current)
 
@@ -669,7 +694,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         todo = pending(args)
         print(f"{len(todo)} runs to do", flush=True)
-        run_all(todo, args)
+        run_all(todo, args.store, args.jobs, args.rerun)
     records = write_report(args.store, out)
     print(f"wrote {out}")
     if not args.quick and update_readme(records):
@@ -677,28 +702,39 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_all(todo: list[tuple[str, str, int]], args) -> None:
+def run_all(
+    todo: list[tuple[str, str, int]],
+    store: Path,
+    jobs: int,
+    rerun: bool,
+    rows: RowSpec = SUITE_ROWS,
+    desc: str = "suite",
+) -> None:
+    """Run the ``todo`` rows of ``rows`` (``jobs`` processes, one torch thread each), reporting each."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(todo), desc="suite")
-    if args.jobs <= 1:
+    bar = tqdm(total=len(todo), desc=desc)
+    if jobs <= 1:
         for row in todo:
-            _report(run_pending_row(*row, args.store, args.rerun), bar)
+            report_progress(run_pending_row(*row, store, rerun, rows), bar)
         return
-    with ProcessPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(run_pending_row, *row, args.store, args.rerun) for row in todo]
+    with ProcessPoolExecutor(jobs) as pool:
+        futures = [pool.submit(run_pending_row, *row, store, rerun, rows) for row in todo]
         for f in as_completed(futures):
-            _report(f.result(), bar)
+            report_progress(f.result(), bar)
 
 
-def run_pending_row(setting: str, method: str, seed: int, store: Path, rerun: bool) -> dict[str, Any] | None:
-    """``run_row`` unless another suite process stored the row meanwhile (None then)."""
-    if not rerun and is_done(store, setting, method, seed):
+def run_pending_row(
+    setting: str, method: str, seed: int, store: Path, rerun: bool, rows: RowSpec = SUITE_ROWS
+) -> dict[str, Any] | None:
+    """``run_row`` unless another process stored the row meanwhile (None then)."""
+    if not rerun and is_done(store, setting, method, seed, rows):
         return None
-    return run_row(setting, method, seed, store)
+    return run_row(setting, method, seed, store, rows)
 
 
-def _report(record: dict | None, bar) -> None:
+def report_progress(record: dict | None, bar) -> None:
+    """Advance the progress bar and print a finished row's numbers (None: a row skipped)."""
     bar.update(1)
     if record is None:
         return

@@ -1,15 +1,16 @@
 """The benchmark suite's bookkeeping: which config a row uses, resuming by fingerprint, CPU determinism."""
 
 import argparse
-import importlib.util
+import importlib
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("suite", REPO / "benchmarks" / "suite.py")
-suite = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(suite)
+if str(REPO / "benchmarks") not in sys.path:  # imported as benchmarks/defaults.py imports it
+    sys.path.insert(0, str(REPO / "benchmarks"))
+suite = importlib.import_module("suite")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 DIGITS = ("digits", ["noise.protocol=symmetric", "noise.rate=0.5"])
@@ -104,3 +105,9 @@ def test_oracle_filter_keeps_exactly_the_rightly_labelled_samples(tmp_path, monk
     assert record["summary"]["kept_noisy_set"] == right
     assert 0.4 < right / len(data.train_y) < 0.6  # 50% symmetric noise
     assert record["command"].endswith("--methods oracle_filter --seeds 0")
+
+
+def test_head_references_train_images_with_the_ce_rows_model():
+    sets = ["dataset=digits", "dataset_options.form=images", "epochs=1", "meta.size=200", *DIGITS[1]]
+    summary, _ = suite.reference_run("digits_images", "clean_only", 0, None, [*sets, "seed=0", "quiet=true"])
+    assert summary["model"] == "small_cnn" and summary["num_train"] == 200  # the clean set, as images

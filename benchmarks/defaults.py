@@ -1,0 +1,391 @@
+"""Every registered method from the library's defaults alone: what a user gets without any config.
+
+Unlike ``benchmarks/suite.py`` (each method's shipped config, one budget for all), a row here is exactly
+
+    noisy-labels run --set dataset=cifar10_features --set root=../shared/data <noise keys>
+        --set method=NAME [--set meta.size=1000] --set seed=S --set quiet=true
+
+``meta.size=1000`` only for the methods that take a meta set (``requires_meta``; RMNW-Net's and MNW-Net's
+is noisy, ``corrupt_meta_default``); the others train on the whole training set without one, as a user
+would run them. MNIST adds the data set keys ``root=../shared/data/mnist train_subset=3000
+model.name=small_cnn``. Epochs, optimiser, learning rate, the model (``auto``: the linear head on
+features) and every method hyper-parameter come from the library's defaults
+(``noisy_labels.config``, ``noisy_labels.defaults``, each method's ``Params``).
+
+Settings: the CIFAR-10 features at symmetric 20/50/80%, uniform 80%, asymmetric 40%, CIFAR-10N ``aggre``,
+``random1``, ``worst``, and MNIST (small CNN, 3k subset) at symmetric 50% (``SETTINGS``, noise keys from
+the suite). Seed 0 for every row, seeds 1 and 2 as well for ``MULTI_SEED``. References per setting:
+``ce`` (the given labels), ``ce_clean`` (``noise.protocol=none``), ``clean_only`` (CE on the 1,000 clean
+samples alone: the suite's head reference, ``suite.reference_run``, on exactly the meta set the clean-set
+rows get; on MNIST it trains the small CNN) and, on the features, ``oracle_filter`` (the head on the
+rightly labelled samples plus the clean set, seed 0).
+
+Rows are stored as ``benchmarks/results/defaults/<setting>/<method>-seed<k>.json`` with a fingerprint of
+the command *and of the resolved defaults* (the full config after ``load_config`` and the method's
+``Params``), so a changed library default reruns the rows it touches and a rerun skips the rest. The
+report ``benchmarks/results/defaults.md`` checks the targets of issue 18 (:func:`check_targets`) and
+lists every miss.
+
+    OMP_NUM_THREADS=1 python benchmarks/defaults.py [--jobs 2] [--settings ...] [--methods ...] [--seeds 0]
+    python benchmarks/defaults.py --report-only     # rewrite defaults.md from the stored rows
+    python benchmarks/defaults.py --quick           # smoke check: digits, 3 epochs, seeds 0-1, a temp folder
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+import suite  # noqa: E402  (benchmarks/suite.py: its row machinery, head references and tables)
+
+REPO = suite.REPO
+STORE = suite.RESULTS / "defaults"
+REPORT = suite.RESULTS / "defaults.md"
+
+SETTINGS: dict[str, tuple[str, list[str]]] = {
+    s: suite.SETTINGS[s]
+    for s in (
+        *("feat_sym20", "feat_sym50", "feat_sym80", "feat_unif80", "feat_asym40"),
+        *("feat_aggre", "feat_random1", "feat_worst", "mnist_sym50"),
+    )
+}
+QUICK_SETTINGS = {"digits_sym50": ("digits", ["noise.protocol=symmetric", "noise.rate=0.5"])}
+# What a row sets besides the noise, the method and the seed: where the data are, and for MNIST the
+# subset and the model the issue names. ``digits`` (--quick only) is shortened to 3 epochs.
+DATASET_KEYS = {
+    "cifar10_features": [f"root={suite.DATA}"],
+    "mnist": [f"root={suite.DATA / 'mnist'}", "train_subset=3000", "model.name=small_cnn"],
+    "digits": ["epochs=3"],
+}
+META_SIZE = {"cifar10_features": 1000, "mnist": 1000, "digits": 200}
+IMAGE_DATASETS = ("mnist",)  # data sets without an oracle_filter row (features only, as in the suite)
+
+# References: CE on the given labels is the ``ce`` method row itself.
+HEAD_REFERENCES = ("clean_only", "oracle_filter")  # trained by suite.reference_run
+REFERENCES = ("ce_clean", *HEAD_REFERENCES)
+SEEDS = [0, 1, 2]
+MULTI_SEED = ("ce", "clean_only", "dmlp", "emlc", "l2b", "rmnwnet", "flywheel", "mwnet")
+
+# ------------------------------------------------------------------------------------------- targets
+CE_MARGIN = 0.005  # every method >= CE - 0.5 points (last epoch)
+CLEAN_MARGIN = 0.01  # clean-set methods >= clean_only + 1 point where CE < clean_only
+AUC_TARGET = 0.85
+UNIFORM80 = "feat_unif80"
+UNIFORM80_TARGETS = {"l2rw": 0.74, "mwnet": 0.74, "l2b": 0.74, "mlc": 0.74, "emlc": 0.74, "dmlp": 0.77}
+# Exempt from the CE target; their known limit is printed where they fall short.
+KNOWN_LIMITS = {
+    "mnwnet": "MW-Net on a meta set that carries the training noise, with a CE meta loss: the meta-gradient"
+    " rewards the samples that fit the noisy meta labels, so its weights do not favour the clean samples"
+    " (the RMNW-Net paper's point; RMNW-Net's MAE meta loss is the fix).",
+    "mae": "MAE's gradient is bounded and scaled by the predicted probability of the given label: robust,"
+    " but it underfits with 10 classes (Zhang & Sabuncu 2018, GCE's motivation), more so in 20 epochs.",
+    "gce": "GCE (q = 0.7) trades CE's fitting speed for MAE's robustness: where CE has not yet memorised the"
+    " noise by the last epoch, the slower fit can leave it behind.",
+    "bootstrap_soft": "Soft bootstrapping keeps 95% of the given label in every target: at high noise the"
+    " targets stay mostly noisy (Reed et al. report small gains over CE).",
+    "bootstrap_hard": "Hard bootstrapping keeps 80% of the given label in every target: at high noise the"
+    " targets stay mostly noisy (Reed et al. report small gains over CE).",
+    "label_smoothing": "Label smoothing softens every target but keeps the given class on top: it does not"
+    " correct or down-weight wrong labels.",
+}
+AUC_EXEMPT = ("mnwnet",)
+
+
+# ---------------------------------------------------------------------------------------------- rows
+def _method_class(method: str):
+    from noisy_labels.methods import get_method_class
+
+    return get_method_class(method)
+
+
+def uses_meta_set(method: str) -> bool:
+    """Trains with a meta set: a clean one (``requires_meta``) or a noisy one (``corrupt_meta_default``)."""
+    cls = _method_class(method)
+    return cls.requires_meta or cls.corrupt_meta_default
+
+
+def takes_clean_set(method: str) -> bool:
+    cls = _method_class(method)
+    return cls.requires_meta and not cls.corrupt_meta_default
+
+
+def all_settings() -> dict[str, tuple[str, list[str]]]:
+    return {**SETTINGS, **QUICK_SETTINGS}
+
+
+def row_sets(setting: str, method: str, seed: int) -> list[str]:
+    """The ``--set`` overrides of one row, no config file: the exact command that reproduces it."""
+    dataset, noise = all_settings()[setting]
+    keys = [f"dataset={dataset}", *DATASET_KEYS[dataset]]
+    meta = [f"meta.size={META_SIZE[dataset]}"]
+    tail = [f"seed={seed}", "quiet=true"]
+    if method == "ce_clean":
+        return [*keys, "noise.protocol=none", "method=ce", *tail]
+    if method in HEAD_REFERENCES:  # the noisy split's clean (meta) set, as the method rows get it
+        return [*keys, *noise, "method=ce", *meta, *tail]
+    return [*keys, *noise, f"method={method}", *(meta if uses_meta_set(method) else []), *tail]
+
+
+def _shown(item: str) -> str:
+    key, _, value = item.partition("=")
+    return f"root={os.path.relpath(value, REPO)}" if key == "root" else item
+
+
+def row_command(setting: str, method: str, seed: int) -> str:
+    """The row's command, run from the repository root (the data root relative to it)."""
+    if method in HEAD_REFERENCES:
+        return f"python benchmarks/defaults.py --settings {setting} --methods {method} --seeds {seed}"
+    return "noisy-labels run" + "".join(f" --set {_shown(s)}" for s in row_sets(setting, method, seed))
+
+
+def resolved_defaults(sets: list[str]) -> dict[str, Any]:
+    """What the defaults make of a row: the full config and the parameters of the method(s) it trains."""
+    from noisy_labels.config import config_to_dict, load_config, params_from_dict
+
+    cfg = load_config(None, sets)
+    config = {k: v for k, v in config_to_dict(cfg).items() if k not in ("root", "out")}
+    params, name = {}, cfg.method
+    while name and name not in params:  # DMLP-X: the method trained on the purified labels too
+        p = params_from_dict(_method_class(name).Params, cfg.method_params.get(name, {}), prefix=f"{name}.")
+        params[name] = dataclasses.asdict(p)
+        name = getattr(p, "then", None)
+    return {"config": config, "params": params}
+
+
+def fingerprint(setting: str, method: str, seed: int) -> str:
+    """``<command hash>-<defaults hash>``: a stored row is current while both match."""
+    sets = row_sets(setting, method, seed)
+    text = json.dumps(resolved_defaults(sets), sort_keys=True, default=str)
+    return f"{suite.config_fingerprint(None, sets)}-{hashlib.sha1(text.encode()).hexdigest()[:12]}"
+
+
+def row_overrides(setting: str, method: str, seed: int) -> tuple[None, list[str]]:
+    """No config file, only the row's ``--set`` overrides."""
+    return None, row_sets(setting, method, seed)
+
+
+# This benchmark's rows, for suite.py's row machinery (run_row, is_done, current_records, run_all).
+ROWS = suite.RowSpec(row_overrides, row_command, fingerprint, all_settings(), HEAD_REFERENCES)
+
+
+def wanted(settings: list[str], methods: list[str], seeds: list[int]) -> list[tuple[str, str, int]]:
+    """The rows of these settings: seed 0 for every method, seeds 1-2 for ``MULTI_SEED`` only."""
+    rows = []
+    for setting in settings:
+        dataset = all_settings()[setting][0]
+        for method in methods:
+            if method == "oracle_filter" and dataset in IMAGE_DATASETS:
+                continue  # needs the head reference; no image version
+            rows += [(setting, method, k) for k in seeds if k == 0 or method in MULTI_SEED]
+    return rows
+
+
+def all_methods() -> list[str]:
+    from noisy_labels.methods import list_methods
+
+    return [*REFERENCES, *list_methods()]
+
+
+# ------------------------------------------------------------------------------------------ targets
+class Check(NamedTuple):
+    target: str
+    method: str
+    setting: str
+    value: float
+    bound: float
+    ok: bool
+    exempt: bool = False
+
+
+def _means(records: list[dict], key) -> dict[tuple[str, str], float]:
+    """Mean over the stored seeds of ``key(summary)`` per (setting, method); rows without it left out."""
+    groups: dict[tuple[str, str], list[float]] = {}
+    for r in records:
+        value = key(r["summary"])
+        if value is not None:
+            groups.setdefault((r["setting"], r["method"]), []).append(value)
+    return {k: statistics.mean(v) for k, v in groups.items()}
+
+
+def check_targets(records: list[dict]) -> list[Check]:
+    """Every target of issue 18 that the stored rows allow to check (means over the stored seeds)."""
+    last = _means(records, lambda s: s.get("last_test_acc"))
+    auc = _means(records, lambda s: s.get("cleanness_auc"))
+    label = _means(records, lambda s: s.get("label_acc"))
+    given = _means(records, lambda s: 1 - s["realised_rate"] if s.get("realised_rate") is not None else None)
+    settings = sorted({s for s, _ in last}, key=list(all_settings()).index)
+    methods = [m for m in all_methods() if m not in REFERENCES and any(m == k for _, k in last)]
+    checks = []
+    for setting in settings:
+        ce, clean = last.get((setting, "ce")), last.get((setting, "clean_only"))
+        for m in methods:
+            value = last.get((setting, m))
+            if value is None:
+                continue
+            if ce is not None and m != "ce":
+                ok = value >= ce - CE_MARGIN
+                checks.append(
+                    Check("last >= CE - 0.5", m, setting, value, ce - CE_MARGIN, ok, m in KNOWN_LIMITS)
+                )
+            if ce is not None and clean is not None and ce < clean and takes_clean_set(m):
+                bound = clean + CLEAN_MARGIN
+                checks.append(
+                    Check(
+                        "last >= clean_only + 1 (CE < clean_only)", m, setting, value, bound, value >= bound
+                    )
+                )
+            if setting == UNIFORM80 and m in UNIFORM80_TARGETS:
+                bound = UNIFORM80_TARGETS[m]
+                checks.append(Check("uniform 80% last", m, setting, value, bound, value >= bound))
+            if setting == UNIFORM80 and m == "rmnwnet" and ce is not None:
+                checks.append(Check("uniform 80% last > CE", m, setting, value, ce, value > ce))
+            if (setting, m) in auc:
+                a = auc[setting, m]
+                checks.append(
+                    Check("AUC >= 0.85", m, setting, a, AUC_TARGET, a >= AUC_TARGET, m in AUC_EXEMPT)
+                )
+            if m == "dmlp" and (setting, m) in label and (setting, m) in given:
+                v, g = label[setting, m], given[setting, m]
+                checks.append(Check("corrected labels >= given labels", m, setting, v, g, v >= g))
+    return checks
+
+
+def _fmt(target: str, value: float) -> str:
+    return f"{value:.3f}" if target.startswith("AUC") else f"{100 * value:.1f}"
+
+
+def _check_table(title: str, checks: list[Check]) -> list[str]:
+    head = [f"### {title}", "", "| target | method | setting | value | target |", "|---|---|---|---:|---:|"]
+    cells = [
+        (c.target, c.method, c.setting, _fmt(c.target, c.value), _fmt(c.target, c.bound)) for c in checks
+    ]
+    return [*head, *["| " + " | ".join(row) + " |" for row in cells], ""]
+
+
+def targets_section(records: list[dict]) -> list[str]:
+    checks = check_targets(records)
+    misses = [c for c in checks if not c.ok and not c.exempt]
+    limits = [c for c in checks if not c.ok and c.exempt]
+    lines = [
+        "## Targets",
+        "",
+        "Checked on the last-epoch numbers, means over the seeds stored (accuracies in %, AUC as a"
+        " fraction): every method >= CE - 0.5 points (MNW-Net and the plain robust losses exempt, their"
+        " known limits below); the clean-set methods >= `clean_only` + 1 point where CE is below"
+        " `clean_only`; uniform 80%: L2RW, MW-Net, L2B, MLC, EMLC >= 74, DMLP >= 77, RMNW-Net > CE;"
+        f" cleanness AUC >= {AUC_TARGET} (MNW-Net exempt); DMLP's corrected labels at least as accurate"
+        " as the given ones.",
+        "",
+        f"{len(checks)} checks, {len(checks) - len(misses) - len(limits)} met, {len(misses)} missed,"
+        f" {len(limits)} short of the CE/AUC target with a known limit.",
+        "",
+    ]
+    if misses:
+        lines += _check_table("Misses", misses)
+    if limits:
+        lines += _check_table("Known limits", limits)
+        lines += [*[f"- `{m}`: {KNOWN_LIMITS[m]}" for m in dict.fromkeys(c.method for c in limits)], ""]
+    return lines
+
+
+# ------------------------------------------------------------------------------------------- report
+def write_report(store: Path, out: Path, settings: list[str], seeds: list[int]) -> list[dict[str, Any]]:
+    """Write the report from the stored rows; coverage counts the rows of ``settings`` x ``seeds``."""
+    import torch
+
+    records, stale = suite.current_records(store, ROWS)
+    shown = [s for s in all_settings() if any(r["setting"] == s for r in records)]
+    want = wanted(settings, all_methods(), seeds)
+    have = {(r["setting"], r["method"], r["seed"]) for r in records}
+    missing = len([w for w in want if w not in have])
+    lines = [
+        "# Every method from the library's defaults",
+        "",
+        f"Written by `python benchmarks/defaults.py` ({time.strftime('%Y-%m-%d')}); machine: "
+        f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU, torch {torch.__version__}, one torch "
+        "thread per run. No config file: each row sets only the data set keys, the noise, the method, "
+        f"`meta.size={META_SIZE['cifar10_features']}` where the method takes a meta set (RMNW-Net's and "
+        "MNW-Net's is noisy) and the seed; everything else is the library's default (see the docstring of "
+        "`benchmarks/defaults.py`). Accuracies in %, mean +- std over seeds (seed 0 for every row, 0-2 for "
+        f"{', '.join(MULTI_SEED)}); `label acc`: accuracy of the method's corrected labels on the training "
+        "set; `noisy-sample AUC`: ROC-AUC of its cleanness scores (clean vs noisy samples).",
+        "",
+        "References: `ce` (CE on the given labels, no meta set), `ce_clean` (CE on the true labels), "
+        "`clean_only` (CE on the 1,000 clean samples alone: the clean-set rows' own meta set), "
+        "`oracle_filter` (features: the rightly labelled samples plus the clean set).",
+        "",
+        f"Coverage: {len(records)} rows stored; {missing} of the {len(want)} wanted still missing"
+        + (f"; {stale} stored rows are stale (a default changed) and left out until rerun." if stale else ".")
+        + " A rerun of `benchmarks/defaults.py` adds the missing rows and keeps the rest.",
+        "",
+        "## Last-epoch test accuracy",
+        "",
+        *suite.headline(records, {s: s for s in shown}),
+        "",
+        *targets_section(records),
+        "## Per setting",
+        "",
+    ]
+    for setting in shown:
+        lines += [*suite.setting_table(records, setting), ""]
+    lines += ["## Commands", "", "Every row's command, from the repository root.", ""]
+    for setting in shown:
+        rows = sorted(
+            (r for r in records if r["setting"] == setting),
+            key=lambda r: (suite.method_order(records).index(r["method"]), r["seed"]),
+        )
+        lines += [f"### {setting}", "", *[f"- `{r['command']}`" for r in rows], ""]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines).rstrip() + "\n")
+    return records
+
+
+# --------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--settings", nargs="+", default=None, choices=list(all_settings()))
+    parser.add_argument("--methods", nargs="+", default=None, choices=all_methods())
+    parser.add_argument("--seeds", nargs="+", type=int, default=SEEDS)
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel, one torch thread each")
+    parser.add_argument("--rerun", action="store_true", help="rerun rows that are already stored")
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="smoke check on digits into a temporary folder")
+    args = parser.parse_args(argv)
+    store, out = STORE, REPORT
+    if args.quick:
+        args.settings = args.settings or list(QUICK_SETTINGS)
+        args.seeds = [0, 1]
+        tmp = Path(tempfile.mkdtemp(prefix="defaults-quick-"))
+        store, out = tmp / "store", tmp / "defaults.md"
+    settings = args.settings or list(SETTINGS)
+    if not args.report_only:
+        todo = [
+            row
+            for row in wanted(settings, args.methods or all_methods(), args.seeds)
+            if args.rerun or not suite.is_done(store, *row, ROWS)
+        ]
+        print(f"{len(todo)} runs to do", flush=True)
+        suite.run_all(todo, store, args.jobs, args.rerun, ROWS, desc="defaults")
+    if args.quick:
+        write_report(store, out, settings, args.seeds)
+    else:  # coverage of the whole benchmark, whatever this call ran
+        write_report(store, out, list(SETTINGS), SEEDS)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
