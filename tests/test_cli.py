@@ -188,11 +188,33 @@ def test_import_needs_only_core_dependencies():
 
 
 def test_demo_writes_its_table_and_plot(tmp_path, capsys):
-    """README's main command, shortened: the same code path with two methods and three epochs."""
+    """README's main command, shortened: the same code path (two worker processes), three epochs."""
     from noisy_labels.demo import run_demo
 
-    table = run_demo(tmp_path / "demo", methods=("ce", "mae"), extra=["epochs=3"])
-    rows = [line for line in table.splitlines() if line.startswith("| digits")]
-    assert [r.split("|")[4].strip() for r in rows] == ["ce", "mae"]
+    table = run_demo(tmp_path / "demo", methods=("ce", "dmlp", "elr"), extra=["epochs=3"])
+    rows = [line.split("|")[1:-1] for line in table.splitlines() if line.startswith("| ")]
+    assert [c.strip() for c in rows[0]] == ["method", "best", "last", "corrected-label acc", "cleanness AUC"]
+    body = {r[0].strip(): [c.strip() for c in r[1:]] for r in rows[1:]}
+    assert list(body) == ["ce", "dmlp", "elr"]  # the reference first, in the order given
+    assert body["ce"][2:] == ["", ""] and all(body["dmlp"])  # blank where a method gives none
+    assert "Given labels" in table
+    progress = capsys.readouterr().out
+    assert all(f"  {m} " in progress for m in ("ce", "dmlp", "elr"))
     assert (tmp_path / "demo" / "test_accuracy.png").stat().st_size > 1000
     assert "![test accuracy]" in (tmp_path / "demo" / "report.md").read_text()
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        run_demo(tmp_path / "demo", methods=("ce",), extra=["epochs=3"], workers=1)
+
+
+def test_demo_runs_ce_the_five_library_methods_and_two_baselines():
+    """The five methods the library is about, the reference CE first, two baselines, all registered."""
+    from noisy_labels.demo import DEMO_METHODS, DEMO_SETTINGS
+
+    assert DEMO_METHODS[0] == "ce"
+    assert {"dmlp", "emlc", "l2b", "rmnwnet", "flywheel"} <= set(DEMO_METHODS)
+    assert len(DEMO_METHODS) == len(set(DEMO_METHODS)) == 8
+    assert set(DEMO_METHODS) <= set(list_methods())
+    # From their defaults: the demo fixes the setting, never a method's (or the optimiser's) parameters.
+    keys = {pair.partition("=")[0].split(".")[0] for pair in DEMO_SETTINGS}
+    assert not keys & (set(list_methods()) | {"optim", "method_params"})
+    assert "meta.size=100" in DEMO_SETTINGS

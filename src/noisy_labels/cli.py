@@ -96,11 +96,11 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from .demo import DEMO_METHODS, run_demo
+    from .demo import DEMO_METHODS, TITLE, run_demo
 
     methods = args.methods.split(",") if args.methods else DEMO_METHODS
-    print(f"noisy-labels demo: digits, 50% symmetric noise, methods {', '.join(methods)}")
-    table = run_demo(args.out, methods=methods, overwrite=args.overwrite)
+    print(f"noisy-labels demo: {TITLE}; {', '.join(methods)} from their defaults, {args.workers} workers")
+    table = run_demo(args.out, methods=methods, overwrite=args.overwrite, workers=args.workers)
     print()
     print(table)
     print(f"\nreport and plot: {Path(args.out) / 'report.md'}, {Path(args.out) / 'test_accuracy.png'}")
@@ -126,9 +126,10 @@ def _add_run_parsers(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser("demo", help="methods side by side on the embedded digits data (about a minute)")
+    p = sub.add_parser("demo", help="the methods side by side on the embedded digits data (about a minute)")
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--methods", help="comma-separated method names")
+    p.add_argument("--methods", help="comma-separated method names (default: the demo's eight)")
+    p.add_argument("--workers", type=int, default=2, help="parallel runs, one torch thread each (default 2)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("report", help="markdown table and plots over finished runs")
