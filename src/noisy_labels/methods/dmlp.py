@@ -9,13 +9,18 @@ Tu et al., "Learning from Noisy Labels with Decoupled Meta Label Purifier", CVPR
 2. **Purification** in :meth:`setup`: :class:`~noisy_labels.purify.DMLPPurifier` (IPC + EAC) on those
    features with the trusted meta set as the clean validation set. Its parameters are this section's
    other keys (``dmlp.epochs``, ``dmlp.alpha``, ...; see :class:`~noisy_labels.purify.PurifyParams`).
+   By default (``dmlp.relabel=calibrated``) a sample takes its purified label only where the purifier
+   beats the given label by a margin chosen on probes drawn from the meta set (``dmlp.probe_fraction``
+   of it; the rest is eq. 6's validation set), so the purified labels are not less accurate than the
+   given ones; ``dmlp.relabel=always`` is the paper's argmax (see :mod:`noisy_labels.purify.pipeline`).
 3. **Training** (``dmlp.then``): DMLP-Naive is ``then=ce`` (the default); DMLP-X is any other registered
    method, built with its own config section and trained by the engine as usual, seeing the purified
    hard labels as its training labels (in its batches and in ``engine.data.train_y``).
 
 ``label_acc`` in the logs and ``summary.json`` is the accuracy of the purified labels; ``cleanness`` is
-the purified probability of each given label. The purification's per-epoch history (label accuracy per
-epoch, the paper's Fig. 4) is written to ``dmlp_purify.json`` in the run directory.
+the purified probability of each given label. The purification's per-epoch history (argmax label
+accuracy per epoch, the paper's Fig. 4) and the calibration (threshold, estimated noise rate) are
+written to ``dmlp_purify.json`` in the run directory.
 """
 
 from __future__ import annotations
@@ -89,7 +94,7 @@ class DMLP(Method):
             progress=not engine.cfg.quiet,
         )
         self.soft_labels = torch.from_numpy(result.soft_labels).to(engine.device)
-        self.purified = torch.from_numpy(result.hard_labels).to(engine.device)  # honours keep_given
+        self.purified = torch.from_numpy(result.hard_labels).to(engine.device)  # relabel / keep_given
         self.purify_cleanness = torch.from_numpy(result.cleanness)
         self._report(result)
         view = _EngineView(engine, dataclasses.replace(data, train_y=self.purified))
@@ -174,6 +179,11 @@ class DMLP(Method):
             "changed": float((result.hard_labels != data.train_y.cpu().numpy()).mean()),
             "history": result.history,
         }
+        if result.calibration:  # JSON has no inf: an infinite threshold (nothing relabelled) is null
+            record["calibration"] = {
+                k: None if isinstance(v, float) and not np.isfinite(v) else v
+                for k, v in result.calibration.items()
+            }
         if data.train_clean_y is not None:
             clean = data.train_clean_y.cpu().numpy()
             record["label_acc_before"] = float((data.train_y.cpu().numpy() == clean).mean())
@@ -189,8 +199,11 @@ class DMLP(Method):
                 if "label_acc" in record
                 else ""
             )
+            cal = result.calibration
+            rule = f" (relabel where log-odds > {cal['threshold']:.2f})" if cal else ""
             print(
-                f"dmlp: purified {len(result.hard_labels)} labels in {result.seconds:.1f} s{acc}", flush=True
+                f"dmlp: purified {len(result.hard_labels)} labels in {result.seconds:.1f} s{rule}{acc}",
+                flush=True,
             )
 
     # ------------------------------------------------------------------ stage 3: delegate to `then`

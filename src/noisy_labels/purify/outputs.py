@@ -72,12 +72,19 @@ def write_outputs(
         "seconds": result.seconds,
         "params": params,
     }
+    if result.calibration:  # relabel=calibrated: the margin threshold and how it was chosen
+        summary["calibration"] = _finite(result.calibration)
     if true_labels is not None:
         summary["label_acc_before"] = float((given == true_labels).mean())
         summary["label_acc"] = float((hard == true_labels).mean())
     summary["history"] = result.history
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def _finite(record: dict[str, Any]) -> dict[str, Any]:
+    """JSON has no inf/nan: write them as null (an infinite threshold relabels nothing)."""
+    return {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in record.items()}
 
 
 def format_report(summary: dict[str, Any], out: str | Path, *, top: int = 20) -> str:
@@ -87,6 +94,11 @@ def format_report(summary: dict[str, Any], out: str | Path, *, top: int = 20) ->
         f"purified {summary['num_samples']} labels ({summary['num_classes']} classes) in "
         f"{summary['seconds']:.1f} s: {summary['changed']} changed ({summary['changed_fraction']:.1%})",
     ]
+    cal = summary.get("calibration")
+    if cal:
+        tau = "inf (every given label kept)" if cal["threshold"] is None else f"{cal['threshold']:.2f}"
+        rate = "" if cal.get("noise_rate") is None else f", estimated noise rate {cal['noise_rate']:.3f}"
+        lines.append(f"relabel where log(q_purified / q_given) > {tau} (calibrated on probes{rate})")
     if "label_acc" in summary:
         lines.append(f"label accuracy {summary['label_acc_before']:.4f} -> {summary['label_acc']:.4f}")
     with open(out / "suspects.csv") as f:
