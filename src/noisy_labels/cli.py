@@ -263,7 +263,7 @@ def _add_purify_parser(sub) -> None:
         "--set",
         action="append",
         metavar="KEY=VALUE",
-        help="purifier parameter, e.g. epochs=50, momentum=0.3, or keep_given=0.1 (relabel only where sure)",
+        help="purifier parameter, e.g. epochs=50, momentum=0.3, or relabel=always (the paper's argmax)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--top", type=int, default=20, help="suspects to print")
