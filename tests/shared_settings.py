@@ -2,6 +2,7 @@
 
 import contextlib
 
+import numpy as np
 import torch
 
 
@@ -50,3 +51,20 @@ MNIST_UNIF60 = [
     "schedule.name=constant",
     "quiet=true",
 ]
+
+
+def noisy_blobs(n=1500, n_clean=100, d=20, c=4, noise=0.5, scale=1.2, seed=0):
+    """Gaussian blobs (closer for smaller ``scale``) with symmetric noise on the training part.
+
+    Returns the noisy training features and labels, the clean set's features and labels, and the
+    training part's true labels.
+    """
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(c, d)) * scale
+    y = rng.integers(0, c, n + n_clean)
+    y[n:] = np.arange(n_clean) % c
+    x = centres[y] + rng.normal(size=(n + n_clean, d))
+    flip = rng.random(n) < noise
+    noisy = y[:n].copy()
+    noisy[flip] = (y[:n][flip] + rng.integers(1, c, flip.sum())) % c
+    return x[:n], noisy, x[n:], y[n:], y[:n]

@@ -11,6 +11,7 @@ from noisy_labels.cli import main
 from noisy_labels.purify import DMLPPurifier
 from noisy_labels.purify.eac import eac_loss, exchange_labels
 from noisy_labels.purify.ipc import RowAdam, ipc_value_and_grad, ridge_lambda, ridge_operator
+from shared_settings import noisy_blobs
 
 D64 = torch.float64
 
@@ -123,17 +124,6 @@ def test_eac_loss_is_cross_entropy_plus_entropy():
 
 
 # ---------------------------------------------------------------------------------- the purifier
-def _blobs(n=1500, n_clean=100, d=20, c=4, noise=0.5, seed=0):
-    """Gaussian blobs that overlap a little, with symmetric label noise on the training part."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(c, d)) * 1.2
-    y = rng.integers(0, c, n + n_clean)
-    y[n:] = np.arange(n_clean) % c
-    x = centres[y] + rng.normal(size=(n + n_clean, d))
-    flip = rng.random(n) < noise
-    noisy = y[:n].copy()
-    noisy[flip] = (y[:n][flip] + rng.integers(1, c, flip.sum())) % c
-    return x[:n], noisy, x[n:], y[n:], y[:n]
 
 
 FAST = {"epochs": 30, "batch_size": 500, "exchange_every": 10, "eac_batch_size": 100}
@@ -141,7 +131,7 @@ FAST = {"epochs": 30, "batch_size": 500, "exchange_every": 10, "eac_batch_size":
 
 @pytest.fixture(scope="module")
 def blobs():
-    return _blobs()
+    return noisy_blobs()
 
 
 def test_purifier_outputs_and_history(blobs):
@@ -218,7 +208,7 @@ def test_purifier_rejects_bad_params(blobs):
 @pytest.fixture(scope="module")
 def feature_file(tmp_path_factory):
     """1200 blob samples (the run carves its 100 trusted ones) and 400 test samples, as an .npz data set."""
-    x, _, _, _, y = _blobs(n=1600, n_clean=0, seed=1)
+    x, _, _, _, y = noisy_blobs(n=1600, n_clean=0, seed=1)
     path = tmp_path_factory.mktemp("feat") / "blobs.npz"
     x = x.astype(np.float32)
     np.savez(path, x=x[:1200], y=y[:1200], x_test=x[1200:], y_test=y[1200:])

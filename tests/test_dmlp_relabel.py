@@ -8,35 +8,23 @@ import pytest
 from noisy_labels.purify import DMLPPurifier, hard_labels
 from noisy_labels.purify.outputs import write_outputs
 from noisy_labels.purify.pipeline import calibrate_threshold, relabel_by_margin, relabel_margin
+from shared_settings import noisy_blobs
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: small ops, one thread
 
 FAST = {"epochs": 30, "batch_size": 500, "exchange_every": 10, "eac_batch_size": 100}
 
 
-def _blobs(noise, scale, n=2000, n_clean=300, d=20, c=4, seed=0):
-    """Gaussian blobs (closer for smaller ``scale``) with symmetric noise on the training part."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(c, d)) * scale
-    y = rng.integers(0, c, n + n_clean)
-    y[n:] = np.arange(n_clean) % c
-    x = centres[y] + rng.normal(size=(n + n_clean, d))
-    flip = rng.random(n) < noise
-    noisy = y[:n].copy()
-    noisy[flip] = (y[:n][flip] + rng.integers(1, c, flip.sum())) % c
-    return x[:n], noisy, x[n:], y[n:], y[:n]
-
-
 @pytest.fixture(scope="module")
 def low_noise():
     """8% noise on overlapping classes: a linear purifier (~80% right) is worse than the given labels."""
-    return _blobs(noise=0.08, scale=0.5)
+    return noisy_blobs(2000, 300, noise=0.08, scale=0.5)
 
 
 @pytest.fixture(scope="module")
 def high_noise():
     """60% noise on classes a linear purifier separates well."""
-    return _blobs(noise=0.6, scale=0.6)
+    return noisy_blobs(2000, 300, noise=0.6, scale=0.6)
 
 
 def test_calibrated_rule_never_lowers_label_accuracy_where_the_paper_rule_does(low_noise):
