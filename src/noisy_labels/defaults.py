@@ -65,8 +65,9 @@ def default_lr(optimizer: str, momentum: float) -> float:
 
 
 def effective_step(group: dict) -> float:
-    """``lr / (1 - momentum)`` of an SGD parameter group at its current (scheduled) lr; ``lr`` otherwise."""
-    momentum = group.get("momentum", 0.0) if "betas" not in group else 0.0
+    """``lr / (1 - momentum)`` of an SGD parameter group at its current (scheduled) lr; ``lr`` otherwise
+    (Adam's groups have no ``momentum``)."""
+    momentum = group.get("momentum", 0.0)
     return group["lr"] / (1.0 - momentum) if momentum < 1.0 else group["lr"]
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from .config import load_config
 from .engine import run_experiment
-from .report import Run, load_run, mean_std, plot_curves
+from .report import load_run, plot_curves, summary_table
 
 REFERENCE = "ce"  # cross-entropy on the given (noisy) labels: the first row, the bar to beat
 LIBRARY_METHODS = ("dmlp", "emlc", "l2b", "rmnwnet", "flywheel")
@@ -61,32 +61,10 @@ def _run_one(overrides: list[str], overwrite: bool) -> dict[str, Any]:
 
 
 def _progress(name: str, summary: dict[str, Any]) -> str:
-    shown = (
-        ("best_test_acc", "best"),
-        ("last_test_acc", "last"),
-        ("label_acc", "labels"),
-        ("cleanness_auc", "AUC"),
+    metrics = "".join(
+        f"  {title} {summary[key] * 100:5.1f}" for key, title in TABLE_COLUMNS if summary.get(key) is not None
     )
-    metrics = "".join(f"  {t} {summary[k] * 100:5.1f}" for k, t in shown if summary.get(k) is not None)
     return f"  {name:10s}{metrics}  ({summary['wall_seconds']:.1f} s)"
-
-
-def demo_table(runs: list[Run]) -> str:
-    """Markdown: one row per method (mean +- std over seeds), percent; blank where a method gives none."""
-    lines = [
-        "| method | " + " | ".join(title for _, title in TABLE_COLUMNS) + " |",
-        "|---|" + "---:|" * len(TABLE_COLUMNS),
-    ]
-    by_method: dict[str, list[Run]] = {}
-    for run in runs:
-        by_method.setdefault(run.config["method"], []).append(run)
-    for method, group in by_method.items():
-        cells = []
-        for key, _ in TABLE_COLUMNS:
-            values = [r.summary[key] * 100 for r in group if r.summary.get(key) is not None]
-            cells.append(mean_std(values) if values else "")
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def run_demo(
@@ -123,7 +101,7 @@ def run_demo(
             for future in as_completed(futures):
                 print(_progress(futures[future], future.result()), flush=True)
     runs = [load_run(out / name) for name in methods]
-    table = demo_table(runs)
+    table = summary_table(runs, TABLE_COLUMNS, method_only=True, missing="")
     note = f"Given labels: {(1.0 - runs[0].summary['realised_rate']) * 100:.1f}% correct."
     if REFERENCE in methods:
         note += f" {REFERENCE}: cross-entropy on them, the reference."

@@ -92,20 +92,33 @@ def mean_std(values: list[float], spec: str = ".2f") -> str:
     return mean if len(arr) == 1 else f"{mean} +- {format(arr.std(ddof=1), spec)}"
 
 
-def summary_table(runs: list[Run]) -> str:
-    """A markdown table, one row per setting, percent for accuracies and AUC."""
+def summary_table(
+    runs: list[Run],
+    columns: list[tuple[str, str]] = COLUMNS,
+    *,
+    method_only: bool = False,
+    missing: str = "-",
+) -> str:
+    """A markdown table, one row per setting, percent for accuracies and AUC.
+
+    ``method_only``: the runs share one setting but the method, so a row is named by its method alone
+    (no seed count); ``missing`` fills a cell that no run of the row reports.
+    """
+    head = ["method"] if method_only else ["data set", "noise", "meta set", "method", "seeds"]
+    align = ["---"] if method_only else ["---", "---", "---:", "---", "---:"]
     lines = [
-        "| data set | noise | meta set | method | seeds | " + " | ".join(t for _, t in COLUMNS) + " |",
-        "|---|---|---:|---|---:|" + "---:|" * len(COLUMNS),
+        "| " + " | ".join([*head, *(title for _, title in columns)]) + " |",
+        "|" + "|".join([*align, *["---:"] * len(columns)]) + "|",
     ]
     for group in group_runs(runs).values():
         cells = []
-        for key, _ in COLUMNS:
+        for key, _ in columns:
             values = [r.summary[key] for r in group if r.summary.get(key) is not None]
             scale = 1.0 if key == "seconds" else 100.0
-            cells.append(mean_std([v * scale for v in values]) if values else "-")
-        setting = " | ".join(group[0].setting_parts)
-        lines.append(f"| {setting} | {len(group)} | " + " | ".join(cells) + " |")
+            cells.append(mean_std([v * scale for v in values]) if values else missing)
+        parts = group[0].setting_parts
+        label = [parts[-1]] if method_only else [*parts, str(len(group))]
+        lines.append("| " + " | ".join([*label, *cells]) + " |")
     return "\n".join(lines)
 
 

@@ -179,11 +179,8 @@ class DMLP(Method):
             "changed": float((result.hard_labels != data.train_y.cpu().numpy()).mean()),
             "history": result.history,
         }
-        if result.calibration:  # JSON has no inf: an infinite threshold (nothing relabelled) is null
-            record["calibration"] = {
-                k: None if isinstance(v, float) and not np.isfinite(v) else v
-                for k, v in result.calibration.items()
-            }
+        if result.calibration:  # an infinite threshold (nothing relabelled) is written as null
+            record["calibration"] = result.calibration_record()
         if data.train_clean_y is not None:
             clean = data.train_clean_y.cpu().numpy()
             record["label_acc_before"] = float((data.train_y.cpu().numpy() == clean).mean())

@@ -73,18 +73,13 @@ def write_outputs(
         "params": params,
     }
     if result.calibration:  # relabel=calibrated: the margin threshold and how it was chosen
-        summary["calibration"] = _finite(result.calibration)
+        summary["calibration"] = result.calibration_record()
     if true_labels is not None:
         summary["label_acc_before"] = float((given == true_labels).mean())
         summary["label_acc"] = float((hard == true_labels).mean())
     summary["history"] = result.history
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
-
-
-def _finite(record: dict[str, Any]) -> dict[str, Any]:
-    """JSON has no inf/nan: write them as null (an infinite threshold relabels nothing)."""
-    return {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in record.items()}
 
 
 def format_report(summary: dict[str, Any], out: str | Path, *, top: int = 20) -> str:

@@ -162,15 +162,13 @@ class PurifyParams:
 def hard_labels(soft: np.ndarray, given: np.ndarray, keep_given: float = 0.0) -> np.ndarray:
     """Argmax of the purified labels, except where the given label keeps ``keep_given`` x the top mass.
 
+    The margin rule of :func:`relabel_by_margin` with ``tau = -log keep_given`` (``keep_given = 0``: the
+    paper's argmax everywhere).
+
     >>> hard_labels(np.array([[0.7, 0.3], [0.95, 0.05]]), np.array([1, 1]), keep_given=0.1).tolist()
     [1, 0]
     """
-    top = soft.argmax(1)
-    given_mass = soft[np.arange(len(given)), given]
-    if keep_given == 0:
-        return top.astype(np.int64)
-    keep = given_mass >= keep_given * soft[np.arange(len(given)), top]
-    return np.where(keep, given, top).astype(np.int64)
+    return relabel_by_margin(soft, given, -np.log(keep_given) if keep_given > 0 else -np.inf)
 
 
 _TINY = float(np.finfo(np.float32).tiny)
@@ -307,6 +305,8 @@ class PurifyResult:
         accuracy on the clean set) and, with true labels, ``eac_label_acc``.
     setup_seconds, seconds : float
         Time to precompute the ridge maps, and the whole fit.
+    calibration : dict
+        ``relabel='calibrated'``: the chosen threshold and how (:func:`calibrate_threshold`); else empty.
     """
 
     soft_labels: np.ndarray
@@ -316,6 +316,13 @@ class PurifyResult:
     setup_seconds: float = 0.0
     seconds: float = 0.0
     calibration: dict[str, Any] = field(default_factory=dict)
+
+    def calibration_record(self) -> dict[str, Any]:
+        """``calibration`` for JSON, which has no inf or nan: written as null (an infinite threshold
+        relabels nothing)."""
+        return {
+            k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in self.calibration.items()
+        }
 
 
 class DMLPPurifier:
