@@ -34,9 +34,6 @@ lists every miss.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import hashlib
-import json
 import os
 import platform
 import statistics
@@ -151,25 +148,9 @@ def row_command(setting: str, method: str, seed: int) -> str:
     return "noisy-labels run" + "".join(f" --set {_shown(s)}" for s in row_sets(setting, method, seed))
 
 
-def resolved_defaults(sets: list[str]) -> dict[str, Any]:
-    """What the defaults make of a row: the full config and the parameters of the method(s) it trains."""
-    from noisy_labels.config import config_to_dict, load_config, params_from_dict
-
-    cfg = load_config(None, sets)
-    config = {k: v for k, v in config_to_dict(cfg).items() if k not in ("root", "out")}
-    params, name = {}, cfg.method
-    while name and name not in params:  # DMLP-X: the method trained on the purified labels too
-        p = params_from_dict(_method_class(name).Params, cfg.method_params.get(name, {}), prefix=f"{name}.")
-        params[name] = dataclasses.asdict(p)
-        name = getattr(p, "then", None)
-    return {"config": config, "params": params}
-
-
 def fingerprint(setting: str, method: str, seed: int) -> str:
-    """``<command hash>-<defaults hash>``: a stored row is current while both match."""
-    sets = row_sets(setting, method, seed)
-    text = json.dumps(resolved_defaults(sets), sort_keys=True, default=str)
-    return f"{suite.config_fingerprint(None, sets)}-{hashlib.sha1(text.encode()).hexdigest()[:12]}"
+    """The suite's fingerprint (command and resolved defaults) of this benchmark's row."""
+    return suite.run_fingerprint(None, row_sets(setting, method, seed))
 
 
 def row_overrides(setting: str, method: str, seed: int) -> tuple[None, list[str]]:

@@ -24,10 +24,11 @@ head: a yardstick for every method; not a strict bound, since dropping hard but 
 could in principle help a linear head).
 
 Every finished run is stored as ``benchmarks/results/suite/<setting>/<method>-seed<k>.json`` (summary,
-per-epoch history, and a fingerprint of its settings: the config's values, not its comments, and the
-overrides). A rerun skips a row while its fingerprint still matches (a changed config value or budget
-reruns it), so the suite fills up over several sittings on any checkout; ``--verify SETTING/METHOD/SEED``
-reruns one row and compares it with the stored numbers (CPU determinism). ``--quick`` is a smoke check
+per-epoch history, and a fingerprint of its settings: the config's values, not its comments, the
+overrides, and what the library's defaults resolve them to). A rerun skips a row while its fingerprint
+still matches (a changed config value, budget or library default reruns it), so the suite fills up
+over several sittings on any checkout; ``--verify SETTING/METHOD/SEED`` reruns one row and compares it
+with the stored numbers (CPU determinism). ``--quick`` is a smoke check
 (digits, two settings, three epochs, into a temporary folder).
 
     OMP_NUM_THREADS=1 python benchmarks/suite.py [--jobs 2] [--settings ...] [--methods ...] [--seeds 0 1 2]
@@ -224,9 +225,35 @@ def config_fingerprint(config: Path | None, sets: list[str]) -> str:
     return hashlib.sha1(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def resolved_defaults(config: Path | None, sets: list[str]) -> dict[str, Any]:
+    """What the library's defaults make of a run: the full config and the parameters of the method(s)."""
+    import dataclasses
+
+    from noisy_labels.config import config_to_dict, load_config, params_from_dict
+    from noisy_labels.methods import get_method_class
+
+    cfg = load_config(config, sets)
+    resolved = {k: v for k, v in config_to_dict(cfg).items() if k not in ("root", "out")}
+    params, name = {}, cfg.method
+    while name and name not in params:  # DMLP-X: the method trained on the purified labels too
+        p = params_from_dict(
+            get_method_class(name).Params, cfg.method_params.get(name, {}), prefix=f"{name}."
+        )
+        params[name] = dataclasses.asdict(p)
+        name = getattr(p, "then", None)
+    return {"config": resolved, "params": params}
+
+
+def run_fingerprint(config: Path | None, sets: list[str]) -> str:
+    """``<command hash>-<defaults hash>``: a stored row is current while both match, so a changed
+    library default (not only a changed config value or budget) reruns the rows it touches."""
+    text = json.dumps(resolved_defaults(config, sets), sort_keys=True, default=str)
+    return f"{config_fingerprint(config, sets)}-{hashlib.sha1(text.encode()).hexdigest()[:12]}"
+
+
 def fingerprint(setting: str, method: str, seed: int) -> str:
     """The row's settings: a stored row counts as done only while its fingerprint still matches."""
-    return config_fingerprint(*row_overrides(setting, method, seed))
+    return run_fingerprint(*row_overrides(setting, method, seed))
 
 
 @dataclass(frozen=True)

@@ -336,3 +336,19 @@ def test_resume_matches_an_uninterrupted_run(tmp_path):
 def test_plot_transition_writes_a_png(tmp_path):
     out = fw.plot_transition(np.full((3, 3), 1 / 3), np.eye(3), tmp_path / "tc.png", title="T_c")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(("cr_lambda", "wrong_beats_uniform"), [(1.0, False), (3.0, True)])
+def test_default_cr_weight_never_rewards_confidence_in_a_wrong_class(cr_lambda, wrong_beats_uniform):
+    """Issue 18: eq. 8 with the paper's lambda = 3 scores a confidently wrong prediction far below the
+    uniform guess (the basin the small CNN collapsed into); the default lambda = 1 never does."""
+    k = 10
+    prior = torch.full((k,), 1.0 / k, dtype=torch.float64)
+    label = torch.tensor([0])
+    uniform = torch.zeros(1, k, dtype=torch.float64)
+    confident_wrong = torch.zeros(1, k, dtype=torch.float64)
+    confident_wrong[0, 3] = 20.0  # every other class near the 1e-8 floor of the regulariser
+    loss_wrong = main_loss(confident_wrong, label, prior, cr_lambda)
+    loss_uniform = main_loss(uniform, label, prior, cr_lambda)
+    assert bool(loss_wrong < loss_uniform) is wrong_beats_uniform
+    assert fw.FlywheelParams().cr_lambda == 1.0
