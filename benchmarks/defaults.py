@@ -113,8 +113,8 @@ MISS_NOTES = {
     "flywheel": "MNIST (small CNN, SGD): the warm-up, the paper's 10 of 300 epochs as the same fraction of"
     " 20 (1 epoch), ends with `f` at 46% test accuracy, and the cycles start from its poor labels: seed 0"
     " 72.6% last (label accuracy 71%), seeds 1 / 2 42.0 / 39.1%; seed 0 with 3 warm-up epochs 82.2%,"
-    " with Adam and 8 (the suite's MNIST recipe)"
-    " 94%. On the features a longer warm-up memorises noise (sym. 80%: 60.5% with 1 epoch, 54.0% with 3),"
+    " with Adam and 8 (the suite's MNIST recipe) 94%. On the features a longer warm-up memorises noise"
+    " (sym. 80%: 60.5% with 1 epoch, 54.0% with 3),"
     " so no fixed fraction of the run serves both; a warm-up that ends when `f` stops learning the clean"
     " patterns is the open fix.",
     "emlc": "MNIST: the teacher (a second small CNN from a random initialisation) trains on the 1,000 clean"
