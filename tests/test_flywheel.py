@@ -219,6 +219,35 @@ def test_registered_configurable_and_listed(capsys):
     assert "flywheel" in capsys.readouterr().out.split()
 
 
+def _agreeing_predictions(labels: torch.Tensor, k: int, share: float) -> torch.Tensor:
+    """One-hot "predictions" that agree with ``labels`` on the first ``share`` of the samples."""
+    n_agree = round(share * len(labels))
+    pred = torch.cat([labels[:n_agree], (labels[n_agree:] + 1) % k])
+    return F.one_hot(pred, k).float()
+
+
+@pytest.mark.parametrize(
+    ("settings", "ends_after"),
+    [
+        (["epochs=20"], 4),  # adaptive: the 4th epoch gained less than a point
+        (["epochs=300"], 10),  # ... but never shorter than the paper's 10 of 300 epochs
+        (["epochs=6"], 3),  # ... nor longer than half the run
+        (["epochs=20", "flywheel.warmup_epochs=1"], 1),  # a fixed length (the paper configs)
+    ],
+)
+def test_warmup_lasts_until_the_fit_of_the_given_labels_stops_improving(settings, ends_after):
+    engine, m = _method(*settings)
+    labels, k = engine.data.train_y, engine.num_classes
+    agreement = [0.3, 0.4, 0.45, 0.455, 0.46, 0.462, 0.47, 0.48, 0.485, 0.487, 0.488, 0.49]
+    for epoch, share in enumerate(agreement):
+        with mock.patch.object(m, "aux_prediction", return_value=_agreeing_predictions(labels, k, share)):
+            m.on_epoch_end(epoch)
+        if not m.in_warmup():
+            break
+    assert int(m.warmup_done) == ends_after
+    assert float(m.agreement) == pytest.approx(agreement[ends_after - 1], abs=1e-3)
+
+
 @pytest.mark.parametrize(
     "setting", ["flywheel.warmup_epochs=0", "flywheel.contrastive=moco", "flywheel.cr_prior=x"]
 )
