@@ -26,9 +26,7 @@ def three_epochs_and_two_plus_one(tmp_path, settings: list[str]):
     part = tmp_path / "part"
     run_experiment(load_config(None, [*settings, "epochs=2", f"out={part}"]))
     state = torch.load(part / "checkpoint.pt", weights_only=False)["method"]
-    config = part / "config.yaml"
-    config.write_text(config.read_text().replace("epochs: 2", "epochs: 3"))
-    resumed = run_experiment(load_config(None, [f"out={part}"]), resume=True)
+    resumed = run_experiment(load_config(None, [f"out={part}"]), resume=True, changes={"epochs": 3})
     return full, resumed, state
 
 
@@ -68,3 +66,28 @@ def noisy_blobs(n=1500, n_clean=100, d=20, c=4, noise=0.5, scale=1.2, seed=0):
     noisy = y[:n].copy()
     noisy[flip] = (y[:n][flip] + rng.integers(1, c, flip.sum())) % c
     return x[:n], noisy, x[n:], y[n:], y[:n]
+
+
+def settings_for(name: str) -> list[str]:
+    """A short CPU job for any registered method: digits, 2 epochs, an MLP (a small CNN for image-only
+    methods), a meta set where the method takes one."""
+    from noisy_labels.methods import get_method_class
+
+    cls = get_method_class(name)
+    s = [
+        "dataset=digits",
+        "train_subset=600",
+        f"method={name}",
+        "epochs=2",
+        "batch_size=100",
+        "noise.rate=0.4",
+        "quiet=true",
+        "model.name=mlp",
+        "model.params={hidden: [64]}",
+        "optim.lr=0.05",
+    ]
+    if cls.requires_meta:
+        s.append("meta.size=100")
+    if not cls.supports_features:
+        s += ["dataset_options={form: images}", "model.name=small_cnn", "model.params={}"]
+    return s

@@ -61,7 +61,7 @@ def test_bad_configs_name_the_problem(override, message):
 def test_bad_override_syntax_and_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="key=value"):
         load_config(None, ["noequals"])
-    with pytest.raises(ConfigError, match="not found"):
+    with pytest.raises(FileNotFoundError, match="config file not found"):
         load_config(tmp_path / "missing.yaml")
 
 

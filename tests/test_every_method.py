@@ -8,28 +8,8 @@ import pytest
 
 from noisy_labels.config import load_config
 from noisy_labels.engine import run_experiment
-from noisy_labels.methods import get_method_class, list_methods
-
-
-def settings_for(name: str) -> list[str]:
-    cls = get_method_class(name)
-    s = [
-        "dataset=digits",
-        "train_subset=600",
-        f"method={name}",
-        "epochs=2",
-        "batch_size=100",
-        "noise.rate=0.4",
-        "quiet=true",
-        "model.name=mlp",
-        "model.params={hidden: [64]}",
-        "optim.lr=0.05",
-    ]
-    if cls.requires_meta:
-        s.append("meta.size=100")
-    if not cls.supports_features:
-        s += ["dataset_options={form: images}", "model.name=small_cnn", "model.params={}"]
-    return s
+from noisy_labels.methods import list_methods
+from shared_settings import settings_for
 
 
 @pytest.mark.parametrize("name", list_methods())

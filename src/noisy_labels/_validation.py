@@ -6,9 +6,50 @@ says how to fix it, so bad data fails loudly instead of giving a silently wrong 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
+
+
+class InputFileError(ValueError):
+    """A user's file that cannot be read as what it should be; the message names the file."""
+
+
+def read_user_file(path: str | Path, what: str, reader: Callable[[Path], T]) -> T:
+    """``reader(path)``, with any failure to read the file turned into one line that names it.
+
+    The one place through which the library reads a file a user gave (arrays, configs, lists of
+    paths): an empty, truncated or corrupted file, a binary file where text belongs, or a YAML file
+    with tags the safe loader refuses all become an :class:`InputFileError` (a ``ValueError``)
+    saying which file and what is wrong, instead of the reader's own traceback.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{what} not found: {p}" + (" (a folder)" if p.is_dir() else ""))
+    try:
+        return reader(p)
+    except (InputFileError, FileNotFoundError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure here is a problem of the user's file
+        raise InputFileError(f"cannot read {what} {p}: {_problem(exc)}") from exc
+
+
+def _problem(exc: Exception) -> str:
+    """What went wrong while reading a file, as one short line."""
+    import zipfile
+
+    if isinstance(exc, EOFError):
+        return "the file is empty or truncated."
+    if isinstance(exc, zipfile.BadZipFile):
+        return "not a valid .npz archive (damaged or truncated)."
+    if isinstance(exc, UnicodeDecodeError):
+        return "not a UTF-8 text file (binary content)."
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def check_labels(labels, num_classes: int | None = None, *, name: str = "labels") -> np.ndarray:
@@ -52,6 +93,40 @@ def check_labels(labels, num_classes: int | None = None, *, name: str = "labels"
                 f"num_classes={num_classes} is too small or the labels are 1-based."
             )
     return arr
+
+
+def infer_num_classes(num_classes: int | None = None, **labels) -> int:
+    """The class count ``K``: ``num_classes`` if given, else ``max + 1`` over the ``labels`` arrays.
+
+    Without ``num_classes``, labels with gaps are refused: ``{0..9, 15}`` would make 16 classes of which
+    5 never occur, and noise or relabelling would then move samples into those empty classes. The
+    message names the labels that create the gap and the arrays (keyword names) that hold them.
+
+    >>> infer_num_classes(y=[0, 1, 2, 1])
+    3
+    >>> infer_num_classes(4, y=[0, 1])
+    4
+    """
+    if num_classes is not None:
+        return check_num_classes(num_classes)
+    arrays = {name: check_labels(v, name=name) for name, v in labels.items() if v is not None}
+    present = np.unique(np.concatenate(list(arrays.values())))
+    k = int(present.max()) + 1
+    missing = np.setdiff1d(np.arange(k), present)
+    if missing.size:
+        beyond = present[present > missing[0]]
+        holders = " and ".join(name for name, v in arrays.items() if np.isin(v, beyond).any())
+        raise ValueError(
+            f"{holders} hold label(s) {_few(beyond)} but class(es) {_few(missing)} have no sample: labels "
+            "must be 0..K-1 with every class present. Give the class count (num_classes / --num-classes) "
+            "if the empty classes are real, or map the labels to 0..K-1 first."
+        )
+    return check_num_classes(k)
+
+
+def _few(values, limit: int = 8) -> str:
+    shown = ", ".join(str(int(v)) for v in values[:limit])
+    return f"[{shown}{', ...' if len(values) > limit else ''}]"
 
 
 def check_num_classes(num_classes: int) -> int:

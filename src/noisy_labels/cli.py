@@ -14,20 +14,27 @@ from pathlib import Path
 
 import numpy as np
 
+from ._validation import InputFileError, read_user_file
+
 
 class CLIError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
 
 
-def _load_npy(path: str) -> np.ndarray:
-    """A .npy array (labels or features), never unpickling objects."""
-    p = Path(path)
-    if not p.is_file():
-        raise CLIError(f"labels file not found: {p}")
+def _count(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
     try:
-        return np.load(p, allow_pickle=False)
-    except ValueError as exc:
-        raise CLIError(f"cannot read {p} as a .npy array without pickles: {exc}") from exc
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def _npy_path(path: Path) -> Path:
+    """The file ``np.save(path, ...)`` writes: it appends ``.npy`` unless the name ends with it."""
+    return path if path.suffix == ".npy" else path.with_name(path.name + ".npy")
 
 
 def _refuse_overwrite(path: Path, overwrite: bool) -> None:
@@ -38,18 +45,21 @@ def _refuse_overwrite(path: Path, overwrite: bool) -> None:
 def cmd_noise(args: argparse.Namespace) -> None:
     from .data.noise import apply_noise
 
-    labels = _load_npy(args.labels)
-    out = Path(args.out)
+    labels = _load_array_input(args.labels, "labels", key="y")
+    out = _npy_path(Path(args.out))  # what np.save writes: "clean" becomes clean.npy
     record_path = out.with_suffix(".json")
+    inputs = [a for a in (args.labels, args.human_labels, args.features) if a]
     for p in (out, record_path):
+        if any(p.resolve() == Path(a).resolve() for a in inputs):
+            raise CLIError(f"--out would write {p}, which is an input of this command; choose another path.")
         _refuse_overwrite(p, args.overwrite)
     params = {}
     if args.dataset:
         params["dataset"] = args.dataset
     if args.human_labels:
-        params["human_labels"] = _load_npy(args.human_labels)
+        params["human_labels"] = _load_array_input(args.human_labels, "human labels", key="y")
     if args.features:
-        params["features"] = _load_npy(args.features)
+        params["features"] = _load_array_input(args.features, "features")
     result = apply_noise(
         labels, num_classes=args.num_classes, protocol=args.protocol, rate=args.rate, seed=args.seed, **params
     )
@@ -79,18 +89,22 @@ def cmd_run(args: argparse.Namespace) -> None:
     from .config import load_config
     from .engine import run_experiment
 
+    changes = None
     if args.resume:
         if not args.out:
             raise CLIError("--resume needs --out RUN_DIR (the run to continue).")
-        from .config import Config
+        if args.config or args.overwrite:
+            given = "a config file" if args.config else "--overwrite"
+            raise CLIError(f"--resume continues the run with its own config.yaml; drop {given}.")
+        from .config import Config, parse_overrides
 
-        cfg = Config(out=args.out)
+        cfg, changes = Config(out=args.out), parse_overrides(args.set or [])
     else:
         overrides = list(args.set or [])
         if args.out:
             overrides.append(f"out={args.out}")
         cfg = load_config(args.config, overrides)
-    summary = run_experiment(cfg, resume=args.resume, overwrite=args.overwrite)
+    summary = run_experiment(cfg, resume=args.resume, overwrite=args.overwrite, changes=changes)
     keys = ("best_test_acc", "last_test_acc", "label_acc", "cleanness_auc", "seconds")
     print("  ".join(f"{k}={summary[k]:.4f}" for k in keys if summary.get(k) is not None))
 
@@ -110,7 +124,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     from .report import write_report
 
     out = Path(args.out) if args.out else Path(args.runs[0]).parent / "report"
-    path = write_report(args.runs, out)
+    path = write_report(args.runs, out, overwrite=args.overwrite)
     print(path.read_text())
     print(f"written to {path}")
 
@@ -123,18 +137,26 @@ def _add_run_parsers(sub) -> None:
         "--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. noise.rate=0.8"
     )
     p.add_argument("--out", help="run directory (same as --set out=DIR)")
-    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint; --set may change only epochs, quiet, "
+        "checkpoint_every",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("demo", help="the methods side by side on the embedded digits data (about a minute)")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--methods", help="comma-separated method names (default: the demo's eight)")
-    p.add_argument("--workers", type=int, default=2, help="parallel runs, one torch thread each (default 2)")
+    p.add_argument(
+        "--workers", type=_count, default=2, help="parallel runs, one torch thread each (default 2)"
+    )
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("report", help="markdown table and plots over finished runs")
     p.add_argument("runs", nargs="+", help="run directories")
     p.add_argument("--out", help="report folder (default: report/ beside the first run)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier report (its own files only)")
     p.set_defaults(func=cmd_report)
 
 
@@ -143,7 +165,7 @@ def _add_noise_parser(sub) -> None:
 
     p = sub.add_parser("noise", help="turn clean labels into noisy ones with a named protocol")
     p.add_argument("--labels", required=True, help="clean labels, .npy of integers 0..C-1")
-    p.add_argument("--num-classes", type=int, required=True)
+    p.add_argument("--num-classes", type=_count, required=True)
     p.add_argument("--protocol", required=True, choices=sorted(PROTOCOLS))
     p.add_argument(
         "--rate", type=float, required=True, help="noise rate in [0, 1] (protocol's own convention)"
@@ -171,20 +193,21 @@ def _add_data_parser(sub) -> None:
 
 
 def _load_array_input(path: str, what: str, *, key: str = "x") -> np.ndarray:
-    """A .npy array, or the ``key`` array of an .npz (e.g. a ``noisy-labels features`` file)."""
-    p = Path(path)
-    if not p.is_file():
-        raise CLIError(f"{what} file not found: {p}")
-    try:
+    """A .npy array, or the ``key`` array of an .npz (e.g. a ``noisy-labels features`` file).
+
+    Never unpickles objects; an unreadable file is one line naming it (``read_user_file``).
+    """
+
+    def read(p: Path) -> np.ndarray:
         loaded = np.load(p, allow_pickle=False)
-    except ValueError as exc:
-        raise CLIError(f"cannot read {p} as a .npy/.npz array without pickles: {exc}") from exc
-    if isinstance(loaded, np.lib.npyio.NpzFile):
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            return loaded
         with loaded:
             if key not in loaded:
-                raise CLIError(f"{p} has no array {key!r}; found {sorted(loaded.keys())}.")
-            return loaded[key]
-    return loaded
+                raise InputFileError(f"{p} has no array {key!r}; found {sorted(loaded.keys())}.")
+            return loaded[key]  # read inside the reader: a damaged member fails here, named
+
+    return read_user_file(path, f"{what} file", read)
 
 
 def cmd_purify(args: argparse.Namespace) -> None:
@@ -238,7 +261,7 @@ def cmd_features(args: argparse.Namespace) -> None:
         progress=not args.quiet,
     )
     if info["cached"]:
-        print(f"{info['path']} exists: reusing it (pass --overwrite to recompute)")
+        print(f"{info['path']} holds these features already: reusing it (pass --overwrite to recompute)")
     else:
         test = tuple(info["test_shape"]) if info["test_shape"] else None
         print(
@@ -257,7 +280,7 @@ def _add_purify_parser(sub) -> None:
     p.add_argument("--clean-labels", required=True, help="its labels, .npy (every class present)")
     p.add_argument("--out", required=True, help="output folder (purified.csv, soft_labels.npy, ...)")
     p.add_argument("--method", default="dmlp", choices=["dmlp"], help="purifying method")
-    p.add_argument("--num-classes", type=int, help="number of classes (default: largest label + 1)")
+    p.add_argument("--num-classes", type=_count, help="number of classes (default: largest label + 1)")
     p.add_argument("--true-labels", help="optional .npy of the true labels, only to report label accuracy")
     p.add_argument(
         "--set",
@@ -266,8 +289,8 @@ def _add_purify_parser(sub) -> None:
         help="purifier parameter, e.g. epochs=50, momentum=0.3, or relabel=always (the paper's argmax)",
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--top", type=int, default=20, help="suspects to print")
-    p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy machine)")
+    p.add_argument("--top", type=_count, default=20, help="suspects to print")
+    p.add_argument("--threads", type=_count, help="torch CPU threads (1 is fastest on a busy machine)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_purify)
@@ -277,14 +300,18 @@ def _add_features_parser(sub) -> None:
     p = sub.add_parser("features", help="run a backbone over a data set and cache its features as .npz")
     p.add_argument("--dataset", required=True, help="mnist, cifar10, digits, ... or a path")
     p.add_argument("--root", help="folder holding the data files")
-    p.add_argument("--out", required=True, help="the .npz to write (reused if it exists)")
+    p.add_argument(
+        "--out", required=True, help="the .npz to write (reused if it holds the same data set and backbone)"
+    )
     p.add_argument("--checkpoint", metavar="RUN_DIR", help="use the trained network of a finished run")
     p.add_argument("--module", default="model", help="network attribute in the run's checkpoint")
     p.add_argument("--simclr", action="store_true", help="train the backbone with SimCLR first (no labels)")
-    p.add_argument("--simclr-epochs", type=int, default=10)
-    p.add_argument("--simclr-max-images", type=int, help="SimCLR on a random subset of the training images")
+    p.add_argument("--simclr-epochs", type=_count, default=10)
+    p.add_argument(
+        "--simclr-max-images", type=_count, help="SimCLR on a random subset of the training images"
+    )
     p.add_argument("--model", default="small_cnn", help="image model for --simclr (or untrained)")
-    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--batch-size", type=_count, default=512)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--overwrite", action="store_true", help="recompute even if --out exists")
@@ -309,6 +336,11 @@ def cmd_issues(args: argparse.Namespace) -> None:
     clean_labels = (
         _load_array_input(args.clean_labels, "clean labels", key="y") if args.clean_labels else None
     )
+    if np.asarray(labels).dtype.kind in "iuf":  # class indices: 0..K-1 without gaps, or --num-classes
+        from ._validation import check_labels, infer_num_classes
+
+        k = infer_num_classes(args.num_classes, labels=labels, **{"clean labels": clean_labels})
+        check_labels(labels, k, name="labels")
     paths = read_image_paths(args.image_paths, len(labels)) if args.image_paths else None
     clf = NoisyLabelClassifier(
         args.method,
@@ -339,19 +371,20 @@ def _add_issues_parser(sub) -> None:
         "issues", help="rank likely mislabelled samples from features (CSV; image gallery if paths given)"
     )
     p.add_argument("--features", required=True, help="features, .npy (N, d) (or .npz key 'x')")
-    p.add_argument("--labels", required=True, help="their given labels, .npy (integers or strings)")
+    p.add_argument("--labels", required=True, help="their given labels, .npy (integers 0..K-1 or strings)")
+    p.add_argument("--num-classes", type=_count, help="class count, if some classes 0..K-1 have no sample")
     p.add_argument("--clean-features", help="features of a trusted clean set, .npy (n, d)")
     p.add_argument("--clean-labels", help="its labels, .npy")
     p.add_argument("--method", default="auto", help="a method that fits features (default auto: elr)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="method parameter, e.g. beta=0.9")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=_count, default=30)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder (label_issues.csv, gallery.html/png)")
     p.add_argument("--all", action="store_true", help="write every sample to the CSV, not only flagged")
     p.add_argument("--image-paths", help="text file, one image path per sample (relative to its folder)")
     p.add_argument("--gallery", choices=["html", "png", "both"], default="both", help="with --image-paths")
-    p.add_argument("--top", type=int, default=48, help="images in the gallery")
-    p.add_argument("--show", type=int, default=10, help="suspects to print")
+    p.add_argument("--top", type=_count, default=48, help="images in the gallery")
+    p.add_argument("--show", type=_count, default=10, help="suspects to print")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_issues)
@@ -373,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (CLIError, ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
+    except (CLIError, ValueError, TypeError, OSError) as exc:  # OSError: missing, existing, unreadable paths
         print(f"noisy-labels {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -15,7 +15,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from ._validation import check_choice
+from ._validation import check_choice, read_user_file
 from .defaults import default_lr
 
 
@@ -168,9 +168,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     tree: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        loaded = load_yaml(p.read_text()) or {}
+        loaded = read_user_file(p, "config file", lambda f: load_yaml(f.read_text(encoding="utf-8"))) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{p} must hold a mapping of keys to values.")
         tree = loaded

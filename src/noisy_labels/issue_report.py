@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._validation import read_user_file
+
 __all__ = ["read_image_paths", "write_gallery_html", "write_gallery_png", "write_issues_csv"]
 
 
@@ -42,8 +44,33 @@ def write_issues_csv(
         w = csv.writer(f)
         w.writerow(["rank", "index", "given_label", "suggested_label", "label_quality"])
         for rank, i in enumerate(order.tolist(), 1):
-            w.writerow([rank, i, given[i], suggested[i], f"{quality[i]:.6f}"])
+            w.writerow(
+                [rank, i, spreadsheet_safe(given[i]), spreadsheet_safe(suggested[i]), f"{quality[i]:.6f}"]
+            )
     return path
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value):
+    """A CSV cell from user data that a spreadsheet shows as text instead of running it as a formula.
+
+    Text starting with ``= + - @``, a tab or a carriage return gets a leading apostrophe (OWASP's advice
+    against CSV injection); numbers, also negative ones written as text, are left as they are.
+
+    >>> print(spreadsheet_safe('=HYPERLINK("http://x", "cat")'))
+    '=HYPERLINK("http://x", "cat")
+    >>> spreadsheet_safe("-3"), spreadsheet_safe("dog")
+    ('-3', 'dog')
+    """
+    if not isinstance(value, str) or not value.startswith(FORMULA_START):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    return value
 
 
 def read_image_paths(path: str | Path, num_samples: int) -> list[Path]:
@@ -57,9 +84,8 @@ def read_image_paths(path: str | Path, num_samples: int) -> list[Path]:
         The number of paths differs from ``num_samples``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image paths file not found: {path}")
-    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    text = read_user_file(path, "image paths file", lambda p: p.read_text(encoding="utf-8"))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     if len(lines) != num_samples:
         raise ValueError(
             f"{path} lists {len(lines)} image paths but there are {num_samples} samples; it needs one path "

@@ -20,7 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import check_integer_class_labels, check_known_classes
+from ._validation import (
+    check_integer_class_labels,
+    check_known_classes,
+    check_labels,
+    infer_num_classes,
+)
 
 __all__ = ["RANKED_BY", "find_label_issues", "get_label_quality_scores", "rank_issues"]
 
@@ -50,6 +55,7 @@ def find_label_issues(
     method: str = "auto",
     return_indices_ranked_by: str | None = None,
     random_state: int | None = 0,
+    num_classes: int | None = None,
     **params: Any,
 ) -> np.ndarray:
     """Find the samples whose given label is likely wrong, from their features.
@@ -73,6 +79,9 @@ def find_label_issues(
         first (lowest label quality). ``self_confidence`` is accepted for cleanlab users (an alias).
     random_state : int or None, default=0
         Seeds the training (the default gives the same answer every call).
+    num_classes : int, optional
+        The class count ``K``. Without it, labels with gaps (``{0..9, 12}``) are refused: a label no
+        class between it and the others has is more often a slip than a class.
     **params
         Other :class:`~noisy_labels.sklearn.NoisyLabelClassifier` parameters (``epochs``, ``method_params``,
         ...).
@@ -114,7 +123,7 @@ def find_label_issues(
             f"return_indices_ranked_by must be None or one of {', '.join(RANKED_BY)}, got "
             f"{return_indices_ranked_by!r} (cleanlab's other rankings need its own predicted probabilities)."
         )
-    clf = _fit(features, labels, clean_features, clean_labels, method, random_state, params)
+    clf = _fit(features, labels, clean_features, clean_labels, method, random_state, num_classes, params)
     if return_indices_ranked_by is None:
         mask = np.zeros(len(clf.cleanness_), dtype=bool)
         mask[clf.label_issues_] = True
@@ -130,6 +139,7 @@ def get_label_quality_scores(
     clean_labels=None,
     method: str = "auto",
     random_state: int | None = 0,
+    num_classes: int | None = None,
     **params: Any,
 ) -> np.ndarray:
     """Per-sample label quality, higher = more likely correct (as ``cleanlab.rank.get_label_quality_scores``).
@@ -155,13 +165,17 @@ def get_label_quality_scores(
     >>> int(np.argmin(scores)), scores.shape
     (0, (120,))
     """
-    return _fit(features, labels, clean_features, clean_labels, method, random_state, params).cleanness_
+    return _fit(
+        features, labels, clean_features, clean_labels, method, random_state, num_classes, params
+    ).cleanness_
 
 
-def _fit(features, labels, clean_features, clean_labels, method, random_state, params):
+def _fit(features, labels, clean_features, clean_labels, method, random_state, num_classes, params):
     from .sklearn import NoisyLabelClassifier
 
     labels = check_integer_class_labels(labels, name="labels")
+    # gaps in 0..K-1 are refused unless the count is given; with it, labels must lie below it
+    check_labels(labels, infer_num_classes(num_classes, labels=labels), name="labels")
     if clean_labels is not None:
         clean_labels = check_integer_class_labels(clean_labels, name="clean_labels", min_classes=1)
         check_known_classes(clean_labels, np.unique(labels), name="clean_labels", reference="labels")

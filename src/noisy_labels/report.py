@@ -171,19 +171,35 @@ def _one_setting_but_method(runs: list[Run]) -> bool:
     return len({r.setting_parts[:-1] for r in runs}) == 1
 
 
-def write_report(run_dirs: list[str | Path], out_dir: str | Path) -> Path:
-    """``report.md`` with the table and the plots of test accuracy and label accuracy; returns its path."""
+PLOTS = (
+    ("test_acc", "test_accuracy.png"),
+    ("label_acc", "label_accuracy.png"),
+    ("cleanness_auc", "cleanness_auc.png"),
+)
+REPORT_FILES = ("report.md", *(name for _, name in PLOTS))
+
+
+def write_report(run_dirs: list[str | Path], out_dir: str | Path, *, overwrite: bool = False) -> Path:
+    """``report.md`` with the table and the plots of test accuracy and label accuracy; returns its path.
+
+    Raises
+    ------
+    FileExistsError
+        ``out_dir`` holds a report's file and ``overwrite`` is False. With ``overwrite`` the earlier
+        report's files (:data:`REPORT_FILES`, nothing else) are removed first, so no stale plot remains.
+    """
     runs = [load_run(p) for p in run_dirs]
     if not runs:
         raise ValueError("no run directories given.")
     out = Path(out_dir)
+    earlier = [out / name for name in REPORT_FILES if (out / name).exists()]
+    if earlier and not overwrite:
+        raise FileExistsError(f"{earlier[0]} exists; pass --overwrite to replace the report in {out}.")
+    for path in earlier:
+        path.unlink()
     out.mkdir(parents=True, exist_ok=True)
     parts = ["# noisy_labels report", "", summary_table(runs), ""]
-    for key, name in (
-        ("test_acc", "test_accuracy.png"),
-        ("label_acc", "label_accuracy.png"),
-        ("cleanness_auc", "cleanness_auc.png"),
-    ):
+    for key, name in PLOTS:
         if plot_curves(runs, out / name, key) is not None:
             parts += [f"![{key}]({name})", ""]
     parts += ["Runs:", *[f"- `{r.path}`" for r in runs], ""]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._validation import check_features, check_labels, check_same_length
+from .._validation import check_features, check_labels, check_same_length, infer_num_classes, read_user_file
 from .base import ArrayDataset, DataBundle
 from .cifar import CIFAR10_CLASSES
 from .cifar_n import load_cifar10n
@@ -67,8 +67,9 @@ def encode_labels(values, classes: Sequence[str] | None = None) -> tuple[np.ndar
             if unknown:
                 raise ValueError(f"label name(s) {unknown[:5]} are not among the classes {list(names)[:10]}.")
             return np.array([index[s] for s in strings], dtype=np.int64), names
-    labels = check_labels(arr, None if classes is None else len(classes))
-    names = tuple(classes) if classes is not None else tuple(str(c) for c in range(int(labels.max()) + 1))
+    k = infer_num_classes(None if classes is None else len(classes), labels=arr)
+    labels = check_labels(arr, k)
+    names = tuple(classes) if classes is not None else tuple(str(c) for c in range(k))
     return labels, names
 
 
@@ -82,14 +83,8 @@ def _pick(arrays, keys: tuple[str, ...], path: Path, required: bool):
 
 
 def _load_array(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise FileNotFoundError(f"no file at {path}.")
-    try:
-        return np.load(path, allow_pickle=False)
-    except ValueError as err:  # object arrays need pickle, which is refused on purpose
-        raise ValueError(
-            f"cannot read {path}: {err} (store numeric arrays, or class names as a str array)."
-        ) from err
+    # object arrays need pickle, which is refused on purpose: store numbers, or class names as str arrays
+    return read_user_file(path, "array file", lambda p: np.load(p, allow_pickle=False))
 
 
 def _dataset(x, y, classes, name: str) -> ArrayDataset:

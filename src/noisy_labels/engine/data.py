@@ -87,7 +87,11 @@ def stratified_subset(bundle, size: int, *, seed: int):
     from dataclasses import replace
 
     n = len(bundle.train)
-    if size >= n:
+    if size > n:
+        raise ValueError(
+            f"train_subset={size} is larger than the training set ({n} samples); lower it or drop it."
+        )
+    if size == n:
         return bundle
     rng = np.random.default_rng(seed)
     keep = []
@@ -167,15 +171,20 @@ def prepare_arrays(
         From :mod:`noisy_labels._validation`: bad shapes, NaN features, labels out of range, length
         mismatches, or only one of ``x_clean``/``y_clean`` (or ``x_test``/``y_test``).
     """
-    from .._validation import check_features, check_labels, check_same_columns, check_same_length
+    from .._validation import (
+        check_features,
+        check_labels,
+        check_same_columns,
+        check_same_length,
+        infer_num_classes,
+    )
 
     for a, b, names in ((x_clean, y_clean, "x_clean/y_clean"), (x_test, y_test, "x_test/y_test")):
         if (a is None) != (b is None):
             raise ValueError(f"give both or neither of {names}.")
     given = {"y": y, "y_clean": y_clean, "y_test": y_test, "true_y": true_y}
-    ys = {name: check_labels(v, name=name) for name, v in given.items() if v is not None}
-    k = len(classes) if classes is not None else max(int(v.max()) for v in ys.values()) + 1
-    ys = {name: check_labels(v, k, name=name) for name, v in ys.items()}
+    k = infer_num_classes(None if classes is None else len(classes), **given)
+    ys = {name: check_labels(v, k, name=name) for name, v in given.items() if v is not None}
     y, y_clean, y_test, true_y = (ys.get(name) for name in given)
     x = check_features(x, name="x", ndim=(2, 4))
     x_clean, x_test = (

@@ -258,9 +258,10 @@ class Engine:
             self._load_rng(resume_state["rng"])
             history, elapsed = resume_state["history"], resume_state["elapsed"]
             self.epoch = resume_state["epoch"]
-            if run_dir is not None and self.dist.is_main:
-                # A kill between the log line and the checkpoint would leave an extra epoch logged.
-                (run_dir / "metrics.jsonl").write_text("".join(_json_line(r) for r in history))
+        if run_dir is not None and self.dist.is_main:
+            # One line per epoch: the log restarts from the checkpoint's history (empty for a fresh
+            # start), dropping epochs logged after the last checkpoint by a run that was killed.
+            (run_dir / "metrics.jsonl").write_text("".join(_json_line(r) for r in history))
         writer = self._tensorboard(run_dir)
         for epoch in range(self.epoch, self.cfg.epochs):
             self.epoch = epoch

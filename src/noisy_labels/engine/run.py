@@ -12,9 +12,10 @@ import numpy as np
 import torch
 import yaml
 
-from ..config import Config, config_from_dict, config_to_dict, load_yaml, params_from_dict
+from .._validation import read_user_file
+from ..config import Config, config_from_dict, config_to_dict, deep_merge, load_yaml, params_from_dict
 from ..methods import get_method_class
-from .checkpoint import load_checkpoint, prepare_run_dir, write_json
+from .checkpoint import atomic_write_bytes, check_run_dir, clear_run_dir, load_checkpoint, write_json
 from .data import prepare_data
 from .distributed import init_distributed
 from .loop import Engine, resolve_device
@@ -43,33 +44,57 @@ def build_method(cfg: Config, engine: Engine):
     return method
 
 
-def run_experiment(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+# What --resume may change: none of them alters what the run has trained so far.
+RESUMABLE_KEYS = ("epochs", "quiet", "checkpoint_every")
+
+
+def run_experiment(
+    cfg: Config, *, resume: bool = False, overwrite: bool = False, changes: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Run (or resume) one experiment; returns the summary also written to ``out/summary.json``.
+
+    ``resume`` continues the run in ``cfg.out`` with its own ``config.yaml``; ``changes`` may set only
+    :data:`RESUMABLE_KEYS` (e.g. more ``epochs`` for a finished run; the learning-rate schedule then
+    follows the new length from the checkpoint on). ``overwrite`` replaces a run directory, and only
+    once the new run's config and data have been checked and loaded.
 
     Raises
     ------
     FileExistsError
-        ``out`` exists and neither ``resume`` nor ``overwrite`` was given.
+        ``out`` exists and neither ``resume`` nor ``overwrite`` was given, or ``overwrite`` was given
+        for a folder that holds files no run writes.
     ValueError
-        The method needs a meta set and ``meta.size`` is 0, or the data/noise settings are inconsistent.
+        The method needs a meta set and ``meta.size`` is 0, the data/noise settings are inconsistent,
+        or ``changes`` touches a key a resumed run cannot change.
     """
     run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
     if resume:
-        cfg = config_from_dict(load_yaml((run_dir / "config.yaml").read_text()))
-        cfg.out = str(run_dir)
+        check_run_dir(run_dir, resume=True, overwrite=False)
+        cfg = _resumed_config(run_dir, changes or {})
+    elif changes:
+        raise ValueError("changes apply to a resumed run only.")
     cls = get_method_class(cfg.method)
     if cls.requires_meta and cfg.meta.size == 0:
         raise ValueError(f"method {cfg.method!r} needs a trusted meta set: set meta.size > 0 (e.g. 1000).")
     device = resolve_device(cfg.device)
     dist = init_distributed(device)
     if dist.is_main:
-        prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+        check_run_dir(run_dir, resume=resume, overwrite=overwrite)
     corrupt = cfg.meta.corrupt if cfg.meta.corrupt is not None else cls.corrupt_meta_default
     seed_everything(cfg.seed)
     data = prepare_data(cfg, device, corrupt_meta=corrupt)
     engine = Engine(cfg, data, device, dist)
     method = build_method(cfg, engine)
     state = load_checkpoint(run_dir) if resume else None
+    if state is not None and state["epoch"] > cfg.epochs:
+        raise ValueError(
+            f"{run_dir} has trained {state['epoch']} epochs already; epochs={cfg.epochs} is fewer."
+        )
+    if dist.is_main and resume and changes:
+        _write_config(run_dir, cfg)
+    if dist.is_main and not resume:  # the new run is valid and its data loaded: only now replace the old
+        clear_run_dir(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
     if dist.is_main and state is None:
         _write_run_header(run_dir, cfg, data)
     summary = engine.fit(method, run_dir, resume_state=state)
@@ -80,8 +105,36 @@ def run_experiment(cfg: Config, *, resume: bool = False, overwrite: bool = False
     return summary
 
 
+def _resumed_config(run_dir: Path, changes: dict[str, Any]) -> Config:
+    """The run's own config, with ``changes`` to :data:`RESUMABLE_KEYS` (anything else is refused)."""
+    refused = [key for key in _dotted(changes) if key not in RESUMABLE_KEYS]
+    if refused:
+        raise ValueError(
+            f"--resume continues the run as it was configured: it can change {', '.join(RESUMABLE_KEYS)}, "
+            f"not {', '.join(refused)} (start a new run for that)."
+        )
+    tree = read_user_file(run_dir / "config.yaml", "run config", lambda p: load_yaml(p.read_text()))
+    cfg = config_from_dict(deep_merge(tree, changes))
+    cfg.out = str(run_dir)
+    return cfg
+
+
+def _dotted(tree: dict[str, Any], prefix: str = "") -> list[str]:
+    """The keys of a nested override tree as ``a.b`` paths."""
+    keys = []
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        keys += _dotted(value, f"{path}.") if isinstance(value, dict) else [path]
+    return keys
+
+
+def _write_config(run_dir: Path, cfg: Config) -> None:
+    text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+    atomic_write_bytes(run_dir / "config.yaml", lambda f: f.write(text.encode()))
+
+
 def _write_run_header(run_dir: Path, cfg: Config, data) -> None:
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    _write_config(run_dir, cfg)
     write_json(run_dir / "noise.json", data.noise_record)
     write_json(
         run_dir / "environment.json",

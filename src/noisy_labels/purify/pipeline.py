@@ -73,8 +73,8 @@ from .._validation import (
     check_every_class_present,
     check_features,
     check_labels,
-    check_num_classes,
     check_same_length,
+    infer_num_classes,
 )
 from .eac import eac_loss, exchange_labels
 from .ipc import RidgeOperator, RowAdam, ipc_value_and_grad, ridge_operator
@@ -501,9 +501,8 @@ def _validate(x, y, xv, yv, num_classes, y_true):
     yv = check_labels(_as_numpy(yv), name="clean labels")
     check_same_length(**{"training features": x, "noisy labels": y})
     check_same_length(**{"clean features": xv, "clean labels": yv})
-    if num_classes is None:
-        num_classes = int(max(y.max(), yv.max())) + 1
-    num_classes = check_num_classes(num_classes)
+    # gaps first: a stray training label (12 among 0..9) is named as such, not as classes the clean set lacks
+    num_classes = infer_num_classes(num_classes, **{"noisy labels": y, "clean labels": yv})
     check_labels(y, num_classes, name="noisy labels")
     check_labels(yv, num_classes, name="clean labels")
     check_every_class_present(yv, num_classes, name="clean labels")

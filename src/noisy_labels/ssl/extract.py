@@ -8,6 +8,7 @@ data set (``x``, ``y``, ``x_test``, ``y_test``, ``classes``), so its features ca
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,36 @@ def save_feature_file(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
     return path
 
 
+def _feature_recipe(dataset, root, run_dir, module, simclr, model, seed) -> dict[str, Any]:
+    """What a feature file was computed from: a file is reused only when this matches exactly."""
+    from dataclasses import asdict, is_dataclass
+
+    if run_dir is not None:
+        backbone = {"run": str(Path(run_dir).resolve()), "module": module}
+    else:
+        ssl = asdict(simclr) if is_dataclass(simclr) else simclr
+        backbone = {"model": model, "seed": seed, "simclr": ssl}
+    recipe = {"dataset": dataset, "root": str(Path(root).resolve()) if root else None, "backbone": backbone}
+    return json.loads(json.dumps(recipe))  # as it reads back from the file (tuples become lists)
+
+
+def _stored_recipe(path: Path) -> dict[str, Any] | None:
+    """The recipe a feature file records, or None (an older or foreign file, or one that cannot be read)."""
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return json.loads(str(arrays["recipe"])) if "recipe" in arrays else None
+    except (OSError, ValueError, EOFError, KeyError):
+        return None
+
+
+def _describe_recipe(recipe: dict[str, Any]) -> str:
+    backbone = recipe["backbone"]
+    source = f"run {backbone['run']}" if "run" in backbone else f"{backbone['model']}"
+    if backbone.get("simclr"):
+        source = f"simclr {source}"
+    return f"dataset {recipe['dataset']}, backbone {source}"
+
+
 def make_feature_file(
     out: str | Path,
     *,
@@ -205,8 +236,17 @@ def make_feature_file(
     out = Path(out)
     if out.suffix != ".npz":
         raise ValueError(f"the feature file must end in .npz, got {out.name}.")
+    recipe = _feature_recipe(dataset, root, run_dir, module, simclr, model, seed)
+    encoder_path = out.with_suffix(".encoder.pt")
     if out.exists() and not overwrite:
-        return {"path": str(out), "cached": True}
+        if _stored_recipe(out) == recipe:
+            return {"path": str(out), "cached": True}
+        raise FileExistsError(
+            f"{out} exists but does not record these features ({_describe_recipe(recipe)}); pass "
+            "--overwrite to replace it, or choose another --out."
+        )
+    if simclr is not None and run_dir is None and encoder_path.exists() and not overwrite:
+        raise FileExistsError(f"{encoder_path} exists; pass --overwrite to replace it.")
     start = time.perf_counter()
     bundle = load_dataset(dataset, root)
     train_x = torch.as_tensor(bundle.train.x)
@@ -231,7 +271,7 @@ def make_feature_file(
                 encoder, train_x.to(device), params, feature_dim=net.feature_dim, seed=seed, progress=progress
             )
             info["source"] = f"simclr {model}"
-            torch.save({"model": model, "backbone": encoder.state_dict()}, out.with_suffix(".encoder.pt"))
+            torch.save({"model": model, "backbone": encoder.state_dict()}, encoder_path)
     mean = std = None
     if is_image:
         mean, std = image_stats(train_x)
@@ -241,6 +281,7 @@ def make_feature_file(
         arrays["x_test"] = extract_features(encoder, bundle.test.x, desc="test features", **kw)
         arrays["y_test"] = bundle.test.y
     arrays["classes"] = np.array(bundle.train.classes)
+    arrays["recipe"] = np.array(json.dumps(recipe, sort_keys=True))
     save_feature_file(out, arrays)
     info.update(
         train_shape=list(arrays["x"].shape),
