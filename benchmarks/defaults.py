@@ -99,8 +99,19 @@ KNOWN_LIMITS = {
     " correct or down-weight wrong labels.",
 }
 AUC_EXEMPT = ("mnwnet",)
+# Small-loss ranking under class-pair flips: one measurement explains the AUC misses of several methods.
+ASYMMETRIC_AUC = (
+    "Asymmetric 40% (each class flips to one fixed other class): the linear head learns part of each flip,"
+    " so many mislabelled samples fit their wrong label with a small loss and every loss-based ranking"
+    " weakens at once: AUC at sym. 50% -> asym. 40%: CDR 0.945 -> 0.766, DivideMix 0.968 -> 0.890,"
+    " ELR+ 0.963 -> 0.861, while their accuracy targets hold; the pairs are in the data, not in a default."
+)
 # Misses that are measured and understood, but not fixed by a default: printed under the misses table.
 MISS_NOTES = {
+    "cdr": ASYMMETRIC_AUC,
+    "coteaching": ASYMMETRIC_AUC,
+    "elr": ASYMMETRIC_AUC,
+    "rmnwnet": ASYMMETRIC_AUC,
     "l2rw": "L2RW's weight is the clamped dot product of a sample's gradient with the meta gradient"
     " (Ren et al. 2018), so it scales with the gradient's norm: well-fitted clean samples get weights near"
     " zero and high-loss (often mislabelled) samples the large ones. At `aggre` / `random1` 43-46% of every"
@@ -110,13 +121,11 @@ MISS_NOTES = {
     " labelled ones, and at low noise it relabels good samples (`aggre`: its labels 81% right against 91%"
     " given). Its code's clean-batch term (now the default, 0.5) lifts MNIST from 10.9% to 94.8% and"
     " `aggre` only from 73.4% to 73.6%.",
-    "flywheel": "MNIST (small CNN, SGD): the warm-up, the paper's 10 of 300 epochs as the same fraction of"
-    " 20 (1 epoch), ends with `f` at 46% test accuracy, and the cycles start from its poor labels: seed 0"
-    " 72.6% last (label accuracy 71%), seeds 1 / 2 42.0 / 39.1%; seed 0 with 3 warm-up epochs 82.2%,"
-    " with Adam and 8 (the suite's MNIST recipe) 94%. On the features a longer warm-up memorises noise"
-    " (sym. 80%: 60.5% with 1 epoch, 54.0% with 3),"
-    " so no fixed fraction of the run serves both; a warm-up that ends when `f` stops learning the clean"
-    " patterns is the open fix.",
+    "flywheel": "MNIST (small CNN, SGD): 93.1 +- 0.5% against CE's 93.9%. With a warm-up of the paper's"
+    " fraction of the run (1 of 20 epochs) the cycles started from `f` at 46% and ended at 72.6 / 42.0 /"
+    " 39.1% (seeds 0-2); the adaptive warm-up (until `f`'s fit of the given labels stops rising: 5 epochs"
+    " here, 2 on the features) gives 92.5 / 93.5 / 93.3%, and 8 fixed epochs 93.3% (seed 0): what"
+    " remains is the 20-epoch budget, of which a quarter is warm-up.",
     "emlc": "MNIST: the teacher (a second small CNN from a random initialisation) trains on the 1,000 clean"
     " samples, and its gate stays near 0.5 and never separates the noisy samples in 20 epochs (AUC 0.49;"
     " its corrected labels are the given ones); the paper starts student and teacher from SimCLR weights"

@@ -196,6 +196,25 @@ def test_bad_yaml_is_one_line_naming_the_file(tmp_path, capsys, text, problem):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_damaged_run_directory_is_one_line_in_report(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _run(out) == 0
+    (out / "metrics.jsonl").write_text('{"epoch": 1, "test_acc"')
+    capsys.readouterr()
+    assert main(["report", str(out), "--out", str(tmp_path / "rep")]) == 2
+    assert "metrics.jsonl" in _one_line_error(capsys, "report")
+
+
+def test_a_damaged_official_data_file_is_one_line(tmp_path, capsys):
+    root = tmp_path / "mnist"
+    root.mkdir()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz"):
+        (root / name).write_bytes(b"\x1f\x8b\x08\x00 damaged")  # a gzip header, then garbage
+    (root / "t10k-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b\x08\x00 damaged")
+    assert main(["data", "mnist", "--root", str(root)]) == 2
+    assert "cannot read idx file" in _one_line_error(capsys, "data")
+
+
 def test_a_binary_image_paths_file_is_one_line(tmp_path, capsys):
     np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(40, 3)))
     np.save(tmp_path / "y.npy", np.arange(40) % 2)

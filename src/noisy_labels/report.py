@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ._validation import read_user_file
 from .config import load_yaml
 
 COLUMNS = [
@@ -65,13 +66,16 @@ def load_run(path: str | Path) -> Run:
     summary_path = p / "summary.json"
     if not summary_path.exists():
         raise FileNotFoundError(f"{p} is not a finished run (no summary.json).")
-    config = load_yaml((p / "config.yaml").read_text())
+    config = read_user_file(p / "config.yaml", "run config", lambda f: load_yaml(f.read_text()))
+    summary = read_user_file(summary_path, "run summary", lambda f: json.loads(f.read_text()))
     history = []
     if (p / "metrics.jsonl").exists():
-        history = [
-            json.loads(line) for line in (p / "metrics.jsonl").read_text().splitlines() if line.strip()
-        ]
-    return Run(path=p, config=config, summary=json.loads(summary_path.read_text()), history=history)
+        history = read_user_file(p / "metrics.jsonl", "run metrics", _json_lines)
+    return Run(path=p, config=config, summary=summary, history=history)
+
+
+def _json_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def group_runs(runs: list[Run]) -> dict[str, list[Run]]:

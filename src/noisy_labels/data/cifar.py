@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._validation import check_labels
+from .._validation import check_labels, read_user_file
 from .base import ArrayDataset, DataBundle
 from .cifar_n import load_cifar10n, load_cifar100n
 from .download import download_file, extract_archive, missing_files_error, restricted_load
@@ -107,7 +107,7 @@ def cifar100_coarse_labels(fine_labels) -> np.ndarray:
 
 def _read_pickle_dict(path: Path) -> dict:
     """A pickled dict with its keys as str (Python 2 files give str keys, Python 3 rebuilds give bytes)."""
-    obj = restricted_load(path)
+    obj = read_user_file(path, "CIFAR python-format file", restricted_load)  # damaged: one line naming it
     if not isinstance(obj, dict):
         raise ValueError(
             f"{path} does not hold a dict (got {type(obj).__name__}); is it a CIFAR python-format file?"

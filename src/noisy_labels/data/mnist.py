@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._validation import check_labels
+from .._validation import check_labels, read_user_file
 from .base import ArrayDataset, DataBundle
 from .download import download_file, missing_files_error
 
@@ -73,7 +73,7 @@ def read_idx(path: str | Path, *, ndim: int | None = None) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no idx file at {path}.")
-    raw = _read_bytes(path)
+    raw = read_user_file(path, "idx file", _read_bytes)  # a damaged .gz: one line naming it
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
         raise ValueError(f"{path} is not an idx file: bad magic number {raw[:4].hex() or '(empty)'}.")
     dtype, dims = np.dtype(_IDX_TYPES[raw[2]]), raw[3]
