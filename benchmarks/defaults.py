@@ -134,10 +134,7 @@ MISS_NOTES = {
     " 96.3%. Uniform 80% on the features: with the reference's clean term at weight 1, 70.4%.",
     "mwnet": "Uniform / symmetric 80% on the features: the weights rank well (AUC 0.93-0.95), the best epoch"
     " reaches 73.8% at uniform 80%, but the last falls to 69.8% as the linear head keeps fitting the"
-    " noisy samples' residual weight; the clean set alone gives 71.0%, a perfect filter 77.2%. MNIST: with"
-    " the weighting network on Adam seed 0 reaches 95.0% (on SGD 30.6%), but seeds 1 / 2 end at 77.4% /"
-    " 87.4%: seed 1 plateaus from epoch 7 with AUC 0.83, the weights still concentrating on part of each"
-    " batch early on; open.",
+    " noisy samples' residual weight; the clean set alone gives 71.0%, a perfect filter 77.2%.",
     "l2b": "L2B's weights are L2RW's clamped meta-gradient (eq. 7-9) on real and pseudo labels, with the"
     " same norm effect as L2RW: at low noise the ranking is weak (AUC 0.57 / 0.62 at `aggre` / `random1`)"
     " although its accuracy is at CE's level; at 80% noise it ends 2-6 points below the clean set alone.",

@@ -103,7 +103,12 @@ def float64_method(method, meta_grad, *settings):
 
 @pytest.mark.parametrize(
     ("method", "settings"),
-    [("l2rw", ()), ("mwnet", ()), ("rmnwnet", ()), ("l2b", ("l2b.warmup_epochs=0",))],
+    [
+        ("l2rw", ()),
+        ("mwnet", ("mwnet.warmup_epochs=0",)),
+        ("rmnwnet", ("rmnwnet.warmup_epochs=0",)),
+        ("l2b", ("l2b.warmup_epochs=0",)),
+    ],
 )
 def test_fast_and_second_order_paths_train_identically(method, settings):
     runs = []
@@ -120,6 +125,27 @@ def test_fast_and_second_order_paths_train_identically(method, settings):
     if hasattr(fast, "vnet"):
         for a, b in zip(fast.vnet.parameters(), slow.vnet.parameters(), strict=True):
             assert ((a - b).norm() / b.norm()).item() < 1e-8
+
+
+@pytest.mark.parametrize("method", ["mwnet", "mnwnet", "rmnwnet"])
+def test_mwnet_warms_up_on_plain_ce_until_the_fit_of_the_given_labels_stops_rising(method):
+    built, engine = float64_method(method, "fast", "epochs=20")
+    vnet_before = [w.clone() for w in built.vnet.parameters()]
+
+    def steps(n):
+        for batch in itertools.islice(engine.batches(), n):
+            built.train_step(Batch(batch.index, batch.raw, batch.x.double(), batch.y))
+
+    steps(2)  # warm-up: plain CE, the weighting network untouched, no weights recorded
+    assert all(torch.equal(a, b) for a, b in zip(vnet_before, built.vnet.parameters(), strict=True))
+    assert torch.all(built.sample_weights == 1)
+    with mock.patch.object(built, "training_agreement", side_effect=[0.3, 0.5, 0.505]):
+        for epoch in range(3):
+            assert built.in_warmup()
+            built.on_epoch_end(epoch)
+    assert int(built.warmup_done) == 3 and not built.in_warmup()  # the third epoch gained 0.5 points
+    steps(1)
+    assert not all(torch.equal(a, b) for a, b in zip(vnet_before, built.vnet.parameters(), strict=True))
 
 
 # ------------------------------------------------------------------------ L2B weights

@@ -25,7 +25,8 @@ Look-ahead step of the one-step meta methods (``<method>.lookahead_lr``)
     weighting network's meta-gradient, which is proportional to ``eta``, fell to noise (digits, small
     CNN, ``lr 0.01, momentum 0.9``: AUC 0.5 with ``eta = lr``, 0.99 with ``eta = lr / (1 - beta)``).
 
-Warm-up length (``flywheel.warmup_epochs``, ``l2b.warmup_epochs``: ``null`` by default)
+Warm-up length (``flywheel.warmup_epochs``, ``mwnet.warmup_epochs`` (also MNW-Net, RMNW-Net),
+``l2b.warmup_epochs``: ``null`` by default)
     The papers give it in epochs of their own run: 10 of 300 (LNL-flywheel and L2B on CIFAR; L2B's ISIC
     run: 1 of 30). :func:`scaled_epochs` keeps that *fraction* of the run's ``epochs`` (at least one).
     Measured (CIFAR-10 features, uniform 80%, 20 epochs, seed 0): the flywheel with the paper's 10
@@ -36,7 +37,9 @@ Warm-up length (``flywheel.warmup_epochs``, ``l2b.warmup_epochs``: ``null`` by d
     paper length, then while the network's agreement with the given labels still rose by
     ``min_gain`` (1 point) in the last epoch, at most half the run. Seed 0, 20 epochs: the linear
     head on the features plateaus after its first epoch (+0.3 points in the second: 2 epochs), the
-    small CNN after about 5-8.
+    small CNN after about 5-8. MW-Net and its variants use the same rule (their papers have no warm-up,
+    so its minimum is one epoch; why they need one: :class:`noisy_labels.methods.meta_weighting.MWNet`);
+    :mod:`noisy_labels.methods._warmup` holds the state both share.
 """
 
 from __future__ import annotations

@@ -84,11 +84,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._validation import check_choice
-from ..defaults import warmup_over
 from ..engine.distributed import wrap_model
 from ..meta.functional import unwrap
 from ..ssl.simclr import nt_xent_loss
 from ._selection import eval_mode, mixup
+from ._warmup import AdaptiveWarmup
 from .base import Method, register_method
 from .flywheel_em import (
     clean_posterior,
@@ -142,7 +142,7 @@ def _check(params: FlywheelParams) -> None:
 
 
 @register_method
-class Flywheel(Method):
+class Flywheel(AdaptiveWarmup, Method):
     """LNL-flywheel: main EM on ``g`` (clean/corrupted), auxiliary EM on ``f`` (refurbishing, inference).
 
     Attributes (tensors on the device, checkpointed)
@@ -155,6 +155,7 @@ class Flywheel(Method):
 
     name = "flywheel"
     Params = FlywheelParams
+    paper_warmup = (10, 300)  # sec. 4.2: 10 of 300 CIFAR epochs
 
     # ------------------------------------------------------------------ building
     def setup(self) -> None:
@@ -181,8 +182,7 @@ class Flywheel(Method):
         self.yhat = self.train_labels().clone()
         self.prior = torch.full((k,), 1.0 / k, device=dev)
         self.cycles = torch.zeros((), dtype=torch.long, device=dev)
-        self.warmup_done = torch.zeros((), dtype=torch.long, device=dev)  # epochs of warm-up; 0 = in it
-        self.agreement = torch.zeros((), device=dev)  # of the warm-up network with the given labels
+        self.setup_warmup()
 
     def uses_contrastive(self) -> bool:
         """Whether ``L_con`` can shape ``f``: on, and ``f`` has a backbone with weights to train.
@@ -253,40 +253,33 @@ class Flywheel(Method):
         p = self.params
         if p.cr_ramp_epochs <= 0:
             return p.cr_lambda
-        into = self.engine.progress() - int(self.warmup_done)
+        into = self.engine.progress() - self.warmup_epochs_done()
         return p.cr_lambda * min(1.0, max(0.0, into) / p.cr_ramp_epochs)
 
     # ------------------------------------------------------------------ E-steps and closed forms (per epoch)
-    def in_warmup(self) -> bool:
-        return int(self.warmup_done) == 0
-
     def on_epoch_end(self, epoch: int) -> None:
-        warming, before = self.in_warmup(), float(self.agreement)
-        self.em_boundary(warmup=warming)
-        if warming and self.warmup_over(epoch + 1, float(self.agreement) - before):
-            self.warmup_done.fill_(epoch + 1)
-
-    def warmup_over(self, done: int, gain: float) -> bool:
-        """Whether the warm-up ends after its ``done``-th epoch, whose agreement rose by ``gain``."""
-        p = self.params
-        if p.warmup_epochs is not None:
-            return done >= p.warmup_epochs
-        total = self.engine.cfg.epochs
-        return warmup_over(done, total, gain, paper_epochs=10, paper_total=300, min_gain=p.warmup_min_gain)
+        if self.in_warmup():
+            self.end_warmup_epoch(epoch, self.em_boundary(warmup=True))
+        else:
+            self.em_boundary(warmup=False)
 
     @torch.no_grad()
-    def em_boundary(self, *, warmup: bool) -> None:
-        """All whole-set steps between two cycles: eq. 14, eq. 4, eq. 6, eq. 11, ``T``, ``T_c``, ``y^``."""
+    def em_boundary(self, *, warmup: bool) -> float | None:
+        """All whole-set steps between two cycles: eq. 14, eq. 4, eq. 6, eq. 11, ``T``, ``T_c``, ``y^``.
+
+        Returns the warm-up network's agreement with the given labels at a warm-up boundary (else None).
+        """
         p, e = self.params, self.engine
         noisy, k = self.train_labels(), e.num_classes
         nets = [self.g, self.f] if p.auxiliary else [self.g]
         with eval_mode(*nets):
             g_prob = F.softmax(e.predict(self.g, e.data.train_x, "test"), dim=1)
             f_prob = self.aux_prediction() if p.auxiliary else None
+        agreement = None
         if warmup:  # initialisation (sec. 4.1): gamma = training accuracy, eps = 1/K
             ref = f_prob if p.auxiliary else g_prob
-            self.agreement.copy_((ref.argmax(1) == noisy).float().mean())
-            self.gamma.copy_(self.agreement)
+            agreement = (ref.argmax(1) == noisy).float().mean()
+            self.gamma.copy_(agreement)
             self.eps.fill_(1.0 / k)
         elif p.auxiliary and not p.fixed_epsilon:
             self.eps.copy_(per_sample_epsilon(f_prob, self.transition_c, noisy))
@@ -300,6 +293,7 @@ class Flywheel(Method):
         if p.cr_prior == "empirical":
             self.prior.copy_(torch.bincount(self.yhat, minlength=k).float() / len(self.yhat))
         self.cycles += 1
+        return None if agreement is None else float(agreement)
 
     def aux_prediction(self) -> torch.Tensor:
         """``f``'s softmax over the training set ``(N, K)``, averaged over two weak views (sec. 4.1 (i))."""

@@ -88,6 +88,8 @@ from ..meta import (
     weight_grad,
     weight_grad_second_order,
 )
+from ._selection import eval_mode
+from ._warmup import AdaptiveWarmup
 from .base import Method, register_method
 from .robust_losses import mae_loss
 
@@ -211,11 +213,26 @@ class MWNetParams(MetaParams):
     vnet_momentum: float = 0.9  # sgd only (RMNW-Net reference code, Nesterov)
     vnet_nesterov: bool = True
     vnet_weight_decay: float | None = None  # None: 1e-4 with adam (MW-Net code), 5e-4 with sgd (RMNW-Net)
+    # plain CE before the weighting starts (not in the papers: 0 there, set in the paper configs); None:
+    # adaptive, until the classifier's fit of the given labels rises by less than warmup_min_gain in an
+    # epoch (noisy_labels.methods._warmup), at least 1 epoch, at most half the run
+    warmup_epochs: int | None = None
+    warmup_min_gain: float = 0.01
 
 
 @register_method
-class MWNet(MetaMethod):
-    """Meta-Weight-Net (Shu et al. 2019) on a clean meta set with a CE meta loss."""
+class MWNet(AdaptiveWarmup, MetaMethod):
+    """Meta-Weight-Net (Shu et al. 2019) on a clean meta set with a CE meta loss.
+
+    **Warm-up (default departs from the paper).** The weighting network sees only a sample's loss, so it
+    cannot tell a clean sample of a class the classifier has not learnt yet from a mislabelled one: both
+    have a high loss. Started from an untrained classifier it learns "high loss -> weight near 0" and
+    starves whole classes. Measured (MNIST 3k, small CNN, sym. 50%, clean meta set, seed 1): classes 2
+    and 5 stayed at 0% test accuracy for all 20 epochs, 77.4% overall (seeds 0 / 2: 95.0 / 87.4%); with
+    3 epochs of plain CE first, every class is learnt and the run reaches 94.6% by epoch 14. The default
+    warm-up is adaptive (``warmup_epochs: null``, :mod:`noisy_labels.methods._warmup`); the paper has
+    none (``warmup_epochs: 0``, as the paper configs set).
+    """
 
     name = "mwnet"
     Params = MWNetParams
@@ -225,6 +242,9 @@ class MWNet(MetaMethod):
         check_choice(f"{self.name}.normalize", self.params.normalize, ("sum", "mean"))
         p = self.params
         check_choice(f"{self.name}.vnet_optimizer", p.vnet_optimizer, ("adam", "sgd"))
+        if p.warmup_epochs is not None and p.warmup_epochs < 0:
+            raise ValueError(f"{self.name}.warmup_epochs must be >= 0 or null, got {p.warmup_epochs}.")
+        self.setup_warmup()
         self.vnet = WeightNet(p.hidden).to(self.engine.device)
         weight_decay = p.vnet_weight_decay
         if weight_decay is None:
@@ -243,7 +263,21 @@ class MWNet(MetaMethod):
     def normalized(self, raw: torch.Tensor) -> torch.Tensor:
         return normalize_sum(raw) if self.params.normalize == "sum" else raw / len(raw)
 
+    def on_epoch_end(self, epoch: int) -> None:
+        if self.in_warmup():
+            self.end_warmup_epoch(epoch, self.training_agreement())
+
+    @torch.no_grad()
+    def training_agreement(self) -> float:
+        """The classifier's agreement with the given labels over the training set (eval mode)."""
+        e = self.engine
+        with eval_mode(self.model):
+            pred = e.predict(self.model, e.data.train_x, "test").argmax(1)
+        return float((pred == e.data.train_y).float().mean())
+
     def train_step(self, batch):
+        if self.in_warmup():
+            return Method.train_step(self, batch)
         rng = capture_rng(batch.x.device)  # the JVP pass replays this forward's dropout masks
         logits = self.model(batch.x)
         losses = F.cross_entropy(logits, batch.y, reduction="none")

@@ -1,0 +1,57 @@
+"""A plain-CE warm-up whose default length adapts to how fast the model learns the given labels.
+
+Methods that train on plain cross-entropy before their own rule starts (the LNL-flywheel: the paper's
+10 of 300 epochs; MW-Net and its variants: not in the paper, see their docstrings) share this state and
+rule. ``params.warmup_epochs`` fixes the length (0: none, where the method allows it); ``None`` applies
+:func:`noisy_labels.defaults.warmup_over` to the agreement of the warm-up network's predictions with
+the given labels, measured on the whole training set at the end of each warm-up epoch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..defaults import warmup_over
+
+
+class AdaptiveWarmup:
+    """Mixin for a :class:`~noisy_labels.methods.base.Method` whose ``Params`` have ``warmup_epochs``
+    (int or None) and ``warmup_min_gain``. State (tensors, so checkpointed): ``warmup_done``, the
+    warm-up's length once it has ended (0 while it runs, -1 for none), and ``agreement``, the last
+    measured agreement with the given labels."""
+
+    #: The paper's warm-up as (epochs, of a run of so many epochs): the adaptive rule's minimum.
+    paper_warmup: tuple[float, float] = (0, 1)
+
+    def setup_warmup(self) -> None:
+        dev = self.engine.device
+        none = self.params.warmup_epochs == 0
+        self.warmup_done = torch.tensor(-1 if none else 0, dtype=torch.long, device=dev)
+        self.agreement = torch.zeros((), device=dev)
+
+    def in_warmup(self) -> bool:
+        return int(self.warmup_done) == 0
+
+    def warmup_epochs_done(self) -> int:
+        return max(0, int(self.warmup_done))
+
+    def end_warmup_epoch(self, epoch: int, agreement: float) -> None:
+        """Record a warm-up epoch's agreement with the given labels; end the warm-up when its rule says."""
+        p = self.params
+        gain, done = agreement - float(self.agreement), epoch + 1
+        self.agreement.fill_(agreement)
+        if p.warmup_epochs is not None:
+            over = done >= p.warmup_epochs
+        else:
+            paper_epochs, paper_total = self.paper_warmup
+            total = self.engine.cfg.epochs
+            over = warmup_over(
+                done,
+                total,
+                gain,
+                paper_epochs=paper_epochs,
+                paper_total=paper_total,
+                min_gain=p.warmup_min_gain,
+            )
+        if over:
+            self.warmup_done.fill_(done)
