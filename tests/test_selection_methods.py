@@ -283,3 +283,12 @@ def test_cpu_configs_differ_only_in_the_method():
         shared = [{k: v for k, v in t.items() if k not in ("method", *METHODS)} for t in trees]
         assert all(s == shared[0] for s in shared), family
         assert [t["method"] for t in trees[: len(METHODS)]] == METHODS
+
+
+@pytest.mark.parametrize("batch_size", [16, 256])
+def test_elr_plus_averages_over_the_papers_share_of_an_epoch(batch_size):
+    engine, method = build("method=elr_plus", f"batch_size={batch_size}")
+    horizon = 1 / (1 - method.params.ema_decay)  # steps
+    assert horizon / engine.steps_per_epoch == pytest.approx(333.3 / 391, rel=1e-3)  # the paper's 0.85 epoch
+    _, fixed = build("method=elr_plus", "elr_plus.ema_decay=0.997")
+    assert fixed.params.ema_decay == 0.997  # the paper's value stays reachable
