@@ -138,9 +138,14 @@ MISS_NOTES = {
     "l2b": "L2B's weights are L2RW's clamped meta-gradient (eq. 7-9) on real and pseudo labels, with the"
     " same norm effect as L2RW: at low noise the ranking is weak (AUC 0.57 / 0.62 at `aggre` / `random1`)"
     " although its accuracy is at CE's level; at 80% noise it ends 2-6 points below the clean set alone.",
-    "dmlp": "Symmetric 80% / asymmetric 40%: its purified labels are 71.9% / 81.1% right (given: 20% /"
-    " 80%), and the CE head trained on them reaches 71.7% / 70.8%, at the clean set alone (71.0%): the"
-    " 20% of wrong labels left after purification cost what the extra samples bring.",
+    "dmlp": "Symmetric 80% / uniform 80% / asymmetric 40%: its purified labels are 71.9% / 75.1% / 81.1%"
+    " right (given: 20% / 28% / 80%), and the CE head trained on them reaches 71.7% / 73.9% / 70.8%, near"
+    " the clean set alone (71.0%): the 19-28% of wrong labels left after purification cost about what the "
+    "extra samples bring. The uniform-80% target (77%) is what a perfect filter reaches (77.2%). MNIST: "
+    "its labels are 89.4% right (given: 50.7%, seed 0), but the errors follow the SimCLR features: the 5 "
+    "most frequent (true, purified) class pairs (8->3, 5->3, 4->9, 7->9, 8->5) hold 32% of them, against "
+    "9% for the given symmetric noise, and CE absorbs such class-consistent noise worse than 50% "
+    "symmetric noise (91.6 +- 1.7% against 93.9%).",
 }
 
 
