@@ -3,6 +3,7 @@ public functions. Always exit status 2 with one line naming the problem (or the 
 type), never a traceback, never an output file."""
 
 import io
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from noisy_labels import find_label_issues
+from noisy_labels import find_label_issues, get_label_quality_scores
 from noisy_labels.cli import main
 from noisy_labels.data.noise import apply_noise
 from noisy_labels.purify import DMLPPurifier, PurifyParams
@@ -46,8 +47,10 @@ labels_wrong_in_themselves = st.one_of(
     st.just(GOOD_Y.reshape(N // 2, 2)),
     st.just(np.array([{"a": 1}] * N, dtype=object)),
 )
-# ... and those wrong beside their features (one label per sample)
-bad_labels = st.one_of(labels_wrong_in_themselves, st.integers(1, N // 2 - 1).map(lambda n: np.arange(n) % 2))
+# ... and those wrong beside their features (one label per sample; the clean set has 10 rows)
+bad_labels = st.one_of(
+    labels_wrong_in_themselves, st.integers(11, N // 2 - 1).map(lambda n: np.arange(n) % 2)
+)
 one_class = st.just(np.zeros(N, dtype=int))  # wrong for a classifier's labels, valid noisy labels otherwise
 bad_features = st.one_of(
     st.just(GOOD_X[:, 0]),  # 1-D
@@ -137,15 +140,48 @@ bad_dataset = st.one_of(
 )
 
 
+DATA_COMMANDS = {
+    "run": lambda path, out: ["run", "--set", f"dataset={path}", "--set", "quiet=true", "--out", str(out)],
+    "data": lambda path, out: ["data", str(path)],
+    "features": lambda path, out: ["features", "--dataset", str(path), "--quiet", "--out", str(out) + ".npz"],
+}
+
+
 @FUZZ
-@given(data=bad_dataset)
-def test_run_on_a_bad_data_file(capsys, data):
+@given(command=st.sampled_from(sorted(DATA_COMMANDS)), data=bad_dataset)
+def test_commands_on_a_bad_data_file(capsys, command, data):
     with tempfile.TemporaryDirectory() as tmp:
-        path, out = Path(tmp) / "data.npz", Path(tmp) / "run"
+        path, out = Path(tmp) / "data.npz", Path(tmp) / "out"
         path.write_bytes(data)
-        _assert_refused(
-            ["run", "--set", f"dataset={path}", "--set", "quiet=true", "--out", str(out)], out, capsys
-        )
+        _assert_refused(DATA_COMMANDS[command](path, out), out, capsys)
+        assert not Path(str(out) + ".npz").exists()
+
+
+@FUZZ
+@given(name=st.sampled_from(["config.yaml", "summary.json", "metrics.jsonl"]), data=bad_bytes)
+def test_report_on_a_damaged_run(capsys, finished_run, name, data):
+    with tempfile.TemporaryDirectory() as tmp:
+        run, out = Path(tmp) / "run", Path(tmp) / "report"
+        shutil.copytree(finished_run, run)
+        (run / name).write_bytes(data + b"\n{")  # never valid YAML / JSON
+        _assert_refused(["report", str(run), "--out", str(out)], out, capsys)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("fuzz") / "run"
+    args = [
+        "--set",
+        "dataset=digits",
+        "--set",
+        "train_subset=200",
+        "--set",
+        "epochs=1",
+        "--set",
+        "quiet=true",
+    ]
+    assert main(["run", *args, "--out", str(out)]) == 0
+    return out
 
 
 keys = st.from_regex(r"[a-z_]{1,12}(\.[a-z_]{1,12})?", fullmatch=True)
@@ -168,6 +204,7 @@ def test_run_with_unknown_keys_or_a_bad_config(capsys, key, yaml_text):
 def test_public_functions_raise_the_documented_types(labels, features):
     calls = [
         lambda: find_label_issues(features=features, labels=labels, epochs=1),
+        lambda: get_label_quality_scores(features=features, labels=labels, epochs=1),
         lambda: DMLPPurifier(PurifyParams(epochs=1)).fit(features, labels, GOOD_X[:10], GOOD_Y[:10]),
     ]
     integers = labels.ndim == 1 and labels.dtype.kind in "iu"

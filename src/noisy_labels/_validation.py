@@ -151,6 +151,8 @@ def check_features(x, *, name: str = "features", ndim: int | Sequence[int] = 2) 
         )
     if arr.shape[0] == 0:
         raise ValueError(f"{name} has no rows.")
+    if arr.ndim == 2 and arr.shape[1] == 0:
+        raise ValueError(f"{name} has no columns (no feature values).")
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}.")
     if arr.dtype.kind == "f":

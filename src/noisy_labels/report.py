@@ -71,6 +71,12 @@ def load_run(path: str | Path) -> Run:
     history = []
     if (p / "metrics.jsonl").exists():
         history = read_user_file(p / "metrics.jsonl", "run metrics", _json_lines)
+    for name, value in (("config.yaml", config), ("summary.json", summary), ("metrics.jsonl", history)):
+        items = value if isinstance(value, list) else [value]
+        if not all(isinstance(item, dict) for item in items):
+            raise ValueError(
+                f"{p / name} does not hold what a run writes there (mappings of keys to values)."
+            )
     return Run(path=p, config=config, summary=summary, history=history)
 
 
