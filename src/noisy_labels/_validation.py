@@ -152,7 +152,7 @@ def check_features(x, *, name: str = "features", ndim: int | Sequence[int] = 2) 
     if arr.shape[0] == 0:
         raise ValueError(f"{name} has no rows.")
     if arr.ndim == 2 and arr.shape[1] == 0:
-        raise ValueError(f"{name} has no columns (no feature values).")
+        raise ValueError(f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required.")
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}.")
     if arr.dtype.kind == "f":
