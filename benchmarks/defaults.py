@@ -129,7 +129,7 @@ MISS_NOTES = {
     "mlc": "MLC's teacher has no gate: it outputs a full soft label for every sample, also for the rightly"
     " labelled ones, and at low noise it relabels good samples (`aggre`: its labels 81% right against 91%"
     " given). Its code's clean-batch term (now the default, 0.5) lifts MNIST from 10.9% to 94.8% and"
-    " `aggre` only from 73.4% to 73.6%." + MNIST_CLEAN_SHARE,
+    " `aggre` only from 73.4% to 73.6%.",
     "flywheel": "MNIST (small CNN, SGD): 93.1 +- 0.5% against CE's 93.9%. With a warm-up of the paper's"
     " fraction of the run (1 of 20 epochs) the cycles started from `f` at 46% and ended at 72.6 / 42.0 /"
     " 39.1% (seeds 0-2); the adaptive warm-up (until `f`'s fit of the given labels stops rising: 5 epochs"
