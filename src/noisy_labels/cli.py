@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._validation import InputFileError, read_user_file
+from ._validation import InputFileError, check_labels, infer_num_classes, read_user_file
 
 
 class CLIError(Exception):
@@ -337,8 +337,6 @@ def cmd_issues(args: argparse.Namespace) -> None:
         _load_array_input(args.clean_labels, "clean labels", key="y") if args.clean_labels else None
     )
     if np.asarray(labels).dtype.kind in "iuf":  # class indices: 0..K-1 without gaps, or --num-classes
-        from ._validation import check_labels, infer_num_classes
-
         k = infer_num_classes(args.num_classes, labels=labels, **{"clean labels": clean_labels})
         check_labels(labels, k, name="labels")
     paths = read_image_paths(args.image_paths, len(labels)) if args.image_paths else None

@@ -36,6 +36,11 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_YAMLLoader)  # noqa: S506 - a SafeLoader subclass
 
 
+def read_yaml_file(path: str | Path, what: str) -> Any:
+    """A user's YAML file (a config, a run's ``config.yaml``); unreadable: one line naming it."""
+    return read_user_file(path, what, lambda f: load_yaml(f.read_text(encoding="utf-8")))
+
+
 class ConfigError(ValueError):
     """A configuration key or value is wrong; the message names it."""
 
@@ -168,7 +173,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     tree: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
-        loaded = read_user_file(p, "config file", lambda f: load_yaml(f.read_text(encoding="utf-8"))) or {}
+        loaded = read_yaml_file(p, "config file") or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{p} must hold a mapping of keys to values.")
         tree = loaded

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ._validation import read_user_file
-from .config import load_yaml
+from .config import read_yaml_file
 
 COLUMNS = [
     ("best_test_acc", "best acc"),
@@ -66,7 +66,7 @@ def load_run(path: str | Path) -> Run:
     summary_path = p / "summary.json"
     if not summary_path.exists():
         raise FileNotFoundError(f"{p} is not a finished run (no summary.json).")
-    config = read_user_file(p / "config.yaml", "run config", lambda f: load_yaml(f.read_text()))
+    config = read_yaml_file(p / "config.yaml", "run config")
     summary = read_user_file(summary_path, "run summary", lambda f: json.loads(f.read_text()))
     history = []
     if (p / "metrics.jsonl").exists():

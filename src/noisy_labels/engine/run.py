@@ -12,8 +12,7 @@ import numpy as np
 import torch
 import yaml
 
-from .._validation import read_user_file
-from ..config import Config, config_from_dict, config_to_dict, deep_merge, load_yaml, params_from_dict
+from ..config import Config, config_from_dict, config_to_dict, deep_merge, params_from_dict, read_yaml_file
 from ..methods import get_method_class
 from .checkpoint import atomic_write_bytes, check_run_dir, clear_run_dir, load_checkpoint, write_json
 from .data import prepare_data
@@ -68,7 +67,7 @@ def run_experiment(
         or ``changes`` touches a key a resumed run cannot change.
     """
     run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
-    if resume:
+    if resume:  # the run exists already: every rank may look
         check_run_dir(run_dir, resume=True, overwrite=False)
         cfg = _resumed_config(run_dir, changes or {})
     elif changes:
@@ -78,8 +77,8 @@ def run_experiment(
         raise ValueError(f"method {cfg.method!r} needs a trusted meta set: set meta.size > 0 (e.g. 1000).")
     device = resolve_device(cfg.device)
     dist = init_distributed(device)
-    if dist.is_main:
-        check_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    if dist.is_main and not resume:  # rank 0 alone: the others would see the folder it starts to fill
+        check_run_dir(run_dir, resume=False, overwrite=overwrite)
     corrupt = cfg.meta.corrupt if cfg.meta.corrupt is not None else cls.corrupt_meta_default
     seed_everything(cfg.seed)
     data = prepare_data(cfg, device, corrupt_meta=corrupt)
@@ -113,7 +112,7 @@ def _resumed_config(run_dir: Path, changes: dict[str, Any]) -> Config:
             f"--resume continues the run as it was configured: it can change {', '.join(RESUMABLE_KEYS)}, "
             f"not {', '.join(refused)} (start a new run for that)."
         )
-    tree = read_user_file(run_dir / "config.yaml", "run config", lambda p: load_yaml(p.read_text()))
+    tree = read_yaml_file(run_dir / "config.yaml", "run config")
     cfg = config_from_dict(deep_merge(tree, changes))
     cfg.out = str(run_dir)
     return cfg

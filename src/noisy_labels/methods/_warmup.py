@@ -24,10 +24,10 @@ class AdaptiveWarmup:
     paper_warmup: tuple[float, float] = (0, 1)
 
     def setup_warmup(self) -> None:
-        dev = self.engine.device
+        # on the CPU: in_warmup() is read at every step, and a device tensor would sync a GPU each time
         none = self.params.warmup_epochs == 0
-        self.warmup_done = torch.tensor(-1 if none else 0, dtype=torch.long, device=dev)
-        self.agreement = torch.zeros((), device=dev)
+        self.warmup_done = torch.tensor(-1 if none else 0, dtype=torch.long)
+        self.agreement = torch.zeros(())
 
     def in_warmup(self) -> bool:
         return int(self.warmup_done) == 0

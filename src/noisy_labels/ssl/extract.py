@@ -97,8 +97,7 @@ def load_run_model(run_dir: str | Path, *, module: str = "model") -> nn.Module:
     ValueError
         ``module`` is not in the checkpoint (the message lists what is).
     """
-    from .._validation import read_user_file
-    from ..config import config_from_dict, load_yaml
+    from ..config import config_from_dict, read_yaml_file
     from ..engine.checkpoint import load_checkpoint
     from ..models import create_model
 
@@ -112,9 +111,7 @@ def load_run_model(run_dir: str | Path, *, module: str = "model") -> nn.Module:
     if not isinstance(weights, dict):
         known = sorted(k for k, v in state["method"].items() if isinstance(v, dict))
         raise ValueError(f"the checkpoint has no network {module!r}; it holds: {', '.join(known)}.")
-    cfg = config_from_dict(
-        read_user_file(run_dir / "config.yaml", "run config", lambda f: load_yaml(f.read_text()))
-    )
+    cfg = config_from_dict(read_yaml_file(run_dir / "config.yaml", "run config"))
     input_shape, num_classes = _shapes_from_weights(weights)
     names = [cfg.model.name]
     if cfg.model.name == "auto":  # the engine's rule picks one of these; the weights' keys tell which
