@@ -129,7 +129,7 @@ def test_fast_and_second_order_paths_train_identically(method, settings):
 
 @pytest.mark.parametrize("method", ["mwnet", "mnwnet", "rmnwnet"])
 def test_mwnet_warms_up_on_plain_ce_until_the_fit_of_the_given_labels_stops_rising(method):
-    built, engine = float64_method(method, "fast", "epochs=20")
+    built, engine = float64_method(method, "fast", "epochs=40")  # cap: a tenth of the run, 4 epochs
     vnet_before = [w.clone() for w in built.vnet.parameters()]
 
     def steps(n):
@@ -146,6 +146,13 @@ def test_mwnet_warms_up_on_plain_ce_until_the_fit_of_the_given_labels_stops_risi
     assert int(built.warmup_done) == 3 and not built.in_warmup()  # the third epoch gained 0.5 points
     steps(1)
     assert not all(torch.equal(a, b) for a, b in zip(vnet_before, built.vnet.parameters(), strict=True))
+
+    built.setup_warmup()  # still rising after 4 epochs: the cap ends it (the classes are learnt by then)
+    with mock.patch.object(built, "training_agreement", side_effect=[0.2, 0.4, 0.6, 0.8]):
+        for epoch in range(4):
+            assert built.in_warmup()
+            built.on_epoch_end(epoch)
+    assert int(built.warmup_done) == 4 and not built.in_warmup()
 
 
 # ------------------------------------------------------------------------ L2B weights

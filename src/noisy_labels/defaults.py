@@ -107,12 +107,14 @@ def warmup_over(
     paper_epochs: float,
     paper_total: float,
     min_gain: float = 0.01,
+    max_share: float = 0.5,
 ) -> bool:
     """Whether a warm-up that has run ``done`` epochs ends now (the adaptive rule in the module notes).
 
     ``gain`` is how much the network's agreement with the given labels rose in the last epoch. The
     warm-up lasts at least the paper's fraction of the run (:func:`scaled_epochs`), then stops at the
-    first epoch that gained less than ``min_gain``, and at the latest after half of the run.
+    first epoch that gained less than ``min_gain``, and at the latest after ``max_share`` of the run
+    (at least one epoch).
 
     >>> warmup_over(1, 20, 0.30, paper_epochs=10, paper_total=300)
     False
@@ -120,10 +122,12 @@ def warmup_over(
     True
     >>> warmup_over(10, 20, 0.05, paper_epochs=10, paper_total=300)
     True
+    >>> warmup_over(2, 20, 0.05, paper_epochs=0, paper_total=1, max_share=0.1)
+    True
     """
     if done < scaled_epochs(paper_epochs, paper_total, run_total):
         return False
-    return gain < min_gain or done >= max(1, run_total // 2)
+    return gain < min_gain or done >= max(1, int(run_total * max_share))
 
 
 def scaled_ema_decay(paper_decay: float, paper_steps_per_epoch: float, steps_per_epoch: int) -> float:

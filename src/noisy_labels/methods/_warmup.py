@@ -23,6 +23,10 @@ class AdaptiveWarmup:
     #: The paper's warm-up as (epochs, of a run of so many epochs): the adaptive rule's minimum.
     paper_warmup: tuple[float, float] = (0, 1)
 
+    def warmup_max_share(self) -> float:
+        """The adaptive warm-up's longest length, as a share of the run."""
+        return 0.5
+
     def setup_warmup(self) -> None:
         # on the CPU: in_warmup() is read at every step, and a device tensor would sync a GPU each time
         none = self.params.warmup_epochs == 0
@@ -52,6 +56,7 @@ class AdaptiveWarmup:
                 paper_epochs=paper_epochs,
                 paper_total=paper_total,
                 min_gain=p.warmup_min_gain,
+                max_share=self.warmup_max_share(),
             )
         if over:
             self.warmup_done.fill_(done)

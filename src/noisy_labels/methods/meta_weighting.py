@@ -215,9 +215,10 @@ class MWNetParams(MetaParams):
     vnet_weight_decay: float | None = None  # None: 1e-4 with adam (MW-Net code), 5e-4 with sgd (RMNW-Net)
     # plain CE before the weighting starts (not in the papers: 0 there, set in the paper configs); None:
     # adaptive, until the classifier's fit of the given labels rises by less than warmup_min_gain in an
-    # epoch (noisy_labels.methods._warmup), at least 1 epoch, at most half the run
+    # epoch (noisy_labels.methods._warmup), at least 1 epoch, at most warmup_max_share of the run
     warmup_epochs: int | None = None
     warmup_min_gain: float = 0.01
+    warmup_max_share: float = 0.1  # the weighting needs the classes learnt, not the fit's plateau
 
 
 @register_method
@@ -249,6 +250,8 @@ class MWNet(AdaptiveWarmup, MetaMethod):
         check_choice(f"{self.name}.vnet_optimizer", p.vnet_optimizer, ("adam", "sgd"))
         if p.warmup_epochs is not None and p.warmup_epochs < 0:
             raise ValueError(f"{self.name}.warmup_epochs must be >= 0 or null, got {p.warmup_epochs}.")
+        if not 0 < p.warmup_max_share <= 1:
+            raise ValueError(f"{self.name}.warmup_max_share must be in (0, 1], got {p.warmup_max_share}.")
         self.setup_warmup()
         self.vnet = WeightNet(p.hidden).to(self.engine.device)
         weight_decay = p.vnet_weight_decay
@@ -264,6 +267,9 @@ class MWNet(AdaptiveWarmup, MetaMethod):
             weight_decay=weight_decay,
             betas=(0.9, 0.999),
         )
+
+    def warmup_max_share(self) -> float:
+        return self.params.warmup_max_share
 
     def normalized(self, raw: torch.Tensor) -> torch.Tensor:
         return normalize_sum(raw) if self.params.normalize == "sum" else raw / len(raw)
