@@ -4,10 +4,10 @@ from noisy_labels.config import (
     ConfigError,
     config_from_dict,
     config_to_dict,
-    load_config,
     params_from_dict,
     parse_overrides,
 )
+from noisy_labels.engine import load_config
 from noisy_labels.methods import get_method_class
 
 

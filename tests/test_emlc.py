@@ -19,11 +19,8 @@ from torch import nn
 from torch.func import functional_call
 
 import noisy_labels.methods.emlc as emlc_module
-from noisy_labels.config import load_config
-from noisy_labels.engine import run_experiment
-from noisy_labels.engine.data import prepare_data
-from noisy_labels.engine.loop import Batch, Engine
-from noisy_labels.engine.run import build_method, seed_everything
+from noisy_labels.engine import build_experiment, load_config, run_experiment
+from noisy_labels.engine.loop import Batch
 from noisy_labels.meta import (
     StudentStep,
     discounts,
@@ -307,14 +304,12 @@ def float64_emlc(*settings):
     """A built EMLC on digits (an MLP with BatchNorm) in float64, with float64 meta batches."""
     model = ["model.name=mlp", "model.params={hidden: [16], batchnorm: true}", "batch_size=32"]
     cfg = load_config(None, [*DIGITS, *model, "method=emlc", *settings])
-    seed_everything(0)
-    data = prepare_data(cfg, torch.device("cpu"), corrupt_meta=False)
-    engine = Engine(cfg, data, torch.device("cpu"))
-    built = build_method(cfg, engine)
+    run = build_experiment(cfg)
+    engine, built = run.engine, run.method
     for module in built.eval_modules():
         module.double().train()
-    draw = engine.meta_batch
-    engine.meta_batch = lambda *a, **k: (lambda x, y: (x.double(), y))(*draw(*a, **k))
+    draw = run.ctx.meta_batch
+    run.ctx.meta_batch = lambda *a, **k: (lambda x, y: (x.double(), y))(*draw(*a, **k))
     return built, engine
 
 

@@ -86,8 +86,8 @@ def cmd_methods(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from .config import load_config
     from .engine import run_experiment
+    from .engine.build import load_config
 
     changes = None
     if args.resume:

@@ -16,8 +16,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from .config import load_config
-from .engine import run_experiment
+from .engine import load_config, run_experiment
 from .report import load_run, plot_curves, summary_table
 
 REFERENCE = "ce"  # cross-entropy on the given (noisy) labels: the first row, the bar to beat

@@ -42,7 +42,11 @@ from .teacher import (
 )
 from .weighting import L2B_NORMALIZATIONS, WeightNet, l2b_normalize, normalize_sum, rectified_weights
 
+#: The two exact meta-gradient paths: forward-mode JVP (``fast``) and the reference double backward.
+META_GRADS = ("fast", "second_order")
+
 __all__ = [
+    "META_GRADS",
     "L2B_NORMALIZATIONS",
     "LossVectorFn",
     "MetaLossFn",

@@ -48,7 +48,7 @@ class AdaptiveWarmup:
             over = done >= p.warmup_epochs
         else:
             paper_epochs, paper_total = self.paper_warmup
-            total = self.engine.cfg.epochs
+            total = self.ctx.epochs
             over = warmup_over(
                 done,
                 total,

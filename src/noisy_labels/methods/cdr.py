@@ -23,7 +23,7 @@ Choices, each a parameter:
   all-reduce (DDP), so every rank masks the same averaged gradient.
 * Momentum (SGD) still carries earlier gradients of a weight that turned non-critical.
 
-Cleanness: the model's probability of the given label over the training set, ``train_labels()``
+Cleanness: the model's probability of the given label over the training set, ``ctx.train_labels``
 (computed on demand, in eval mode). CDR relies on early stopping (DMLP sec. 4.4): compare best and last.
 """
 
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from .._validation import check_choice
-from ._selection import WholeSetLabels, assumed_noise_rate, per_sample_losses
+from ._selection import per_sample_losses
 from .base import Method, register_method
 
 
@@ -84,7 +84,7 @@ def mask_noncritical_gradients(params: list[torch.Tensor], fraction: float, scop
 
 
 @register_method
-class CDR(WholeSetLabels, Method):
+class CDR(Method):
     """Robust early-learning (Xia et al., ICLR 2021); see the module docstring."""
 
     name = "cdr"
@@ -94,9 +94,7 @@ class CDR(WholeSetLabels, Method):
         super().setup()
         p = self.params
         check_choice("cdr.scope", p.scope, ("layer", "global"))
-        fraction = (
-            1.0 - assumed_noise_rate(self.engine) if p.critical_fraction is None else p.critical_fraction
-        )
+        fraction = 1.0 - self.ctx.assumed_noise_rate() if p.critical_fraction is None else p.critical_fraction
         if not 0.0 < fraction <= 1.0:
             raise ValueError(f"cdr.critical_fraction must lie in (0, 1], got {fraction}.")
         self.fraction = fraction
@@ -111,7 +109,7 @@ class CDR(WholeSetLabels, Method):
                     q.grad.add_(q.detach().sign(), alpha=self.params.sign_decay)
 
     def cleanness(self) -> np.ndarray:
-        losses, _ = per_sample_losses(self.engine, self.model, self.train_labels())
+        losses, _ = per_sample_losses(self.ctx, self.model, self.ctx.train_labels)
         return torch.exp(-losses).cpu().numpy()
 
 

@@ -88,6 +88,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -97,6 +98,7 @@ from torch.func import functional_call
 
 from .._validation import check_choice
 from ..meta import (
+    META_GRADS,
     StudentStep,
     buffers_of,
     capture_rng,
@@ -108,15 +110,15 @@ from ..meta import (
     replay_rng,
     snapshot,
     soft_cross_entropy,
-    unwrap,
 )
-from ..models import Classifier
-from ._selection import assumed_noise_rate
+from ..models import Classifier, eval_mode
 from .base import Method, register_method
 from .meta_weighting import META_LOSSES
 
+if TYPE_CHECKING:
+    from ..engine.context import TrainingContext
+
 INJECTIONS = ("random", "adversarial", "mixed", "none")
-META_GRADS = ("fast", "second_order")
 
 
 # ------------------------------------------------------------------------------------------ teachers
@@ -255,17 +257,17 @@ class TeacherStudent(Method):
         super().setup()
         p = self.params
         check_choice(f"{self.name}.meta_loss", p.meta_loss, META_LOSSES)
-        n, device = self.engine.num_train, self.engine.device
+        n, device = self.ctx.num_train, self.ctx.device
         # Latest teacher outputs per training sample (tensors, so checkpoints restore them).
         self.sample_cleanness = torch.ones(n, device=device)
-        self.sample_corrected = self.engine.data.train_y.clone().to(device)
+        self.sample_corrected = self.ctx.train_labels.clone().to(device)
         if p.select_by_clean:
-            self.selected = copy.deepcopy(unwrap(self.model))
+            self.selected = copy.deepcopy(self.ctx.unwrap(self.model))
             self.best_clean_acc = torch.tensor(-1.0)
 
     def new_teacher_optimizer(self, params) -> torch.optim.Optimizer:
         """The teacher's optimiser: the config's, with the method's overrides, on the LR schedule."""
-        p, cfg = self.params, self.engine.cfg.optim
+        p, cfg = self.params, self.ctx.optim
         name = p.teacher_optim or cfg.name
         check_choice(f"{self.name}.teacher_optim", name, ("sgd", "adam", "adamw"))
         momentum = p.teacher_momentum
@@ -273,7 +275,7 @@ class TeacherStudent(Method):
         overrides["nesterov"] = cfg.nesterov and momentum > 0
         if p.teacher_weight_decay is not None:
             overrides["weight_decay"] = p.teacher_weight_decay
-        return self.engine.new_optimizer(params, **overrides)
+        return self.ctx.new_optimizer(params, **overrides)
 
     def student_lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
@@ -290,21 +292,18 @@ class TeacherStudent(Method):
         weight = self.params.student_clean_weight
         if weight <= 0:
             return 0.0
-        x, y = self.engine.meta_batch(self.params.meta_batch_size)
+        x, y = self.ctx.meta_batch(self.params.meta_batch_size)
         return weight * F.cross_entropy(self.model(x), y)
 
     def on_epoch_end(self, epoch: int) -> dict[str, Tensor]:
         """The student's meta-set accuracy (logged as ``train_clean_acc``), and the clean-set selection."""
-        engine = self.engine
-        self.model.eval()
-        try:
-            logits = engine.predict(self.model, engine.data.meta_x)
-        finally:
-            self.model.train()
-        acc = (logits.argmax(1) == engine.data.meta_y.to(logits.device)).float().mean()
+        ctx = self.ctx
+        with eval_mode(self.model):
+            logits = ctx.predict(self.model, ctx.meta_x)
+        acc = (logits.argmax(1) == ctx.meta_y.to(logits.device)).float().mean()
         if self.params.select_by_clean and acc.item() >= self.best_clean_acc.item():
             self.best_clean_acc.fill_(acc.item())
-            self.selected.load_state_dict(unwrap(self.model).state_dict())
+            self.selected.load_state_dict(ctx.unwrap(self.model).state_dict())
         return {"clean_acc": acc}
 
     def predict(self, x: Tensor) -> Tensor:
@@ -356,10 +355,10 @@ class MLC(TeacherStudent):
     def setup(self) -> None:
         super().setup()
         p = self.params
-        feature_dim = unwrap(self.model).feature_dim
+        feature_dim = self.ctx.unwrap(self.model).feature_dim
         self.teacher = LabelCorrector(
-            feature_dim, self.engine.num_classes, embedding=p.label_embedding, hidden=p.hidden
-        ).to(self.engine.device)
+            feature_dim, self.ctx.num_classes, embedding=p.label_embedding, hidden=p.hidden
+        ).to(self.ctx.device)
         self.teacher_optimizer = self.new_teacher_optimizer(self.teacher.parameters())
 
     def train_step(self, batch):
@@ -367,7 +366,7 @@ class MLC(TeacherStudent):
         soft = self.teacher(h.detach(), batch.y)
         # Teacher: one SGD step down the clean loss after a virtual student step (double backward).
         clean = self.clean_term()
-        meta_x, meta_y = self.engine.meta_batch(self.params.meta_batch_size)
+        meta_x, meta_y = self.ctx.meta_batch(self.params.meta_batch_size)
         virtual = soft_cross_entropy(soft)(logits).mean() + clean
         meta_loss = lookahead_meta_loss(
             self.model, virtual, meta_x, meta_y, self.meta_loss_fn(), lr=self.student_lr()
@@ -378,7 +377,7 @@ class MLC(TeacherStudent):
         # Student: the real step on the soft labels of the teacher before its update (MLC's code).
         self.record(batch.index, soft.gather(1, batch.y[:, None]).squeeze(1), soft)
         real = soft_cross_entropy(soft.detach())(logits).mean() + clean
-        self.engine.step(real, self.optimizer)
+        self.ctx.step(real, self.optimizer)
         return {"loss": real.detach(), "meta_loss": meta_loss.detach()}
 
 
@@ -401,10 +400,10 @@ class EMLCParams(TeacherParams):
     teacher_model: str | None = None  # None: the config's model (with its params)
 
 
-def clean_share(engine) -> float:
+def clean_share(ctx: TrainingContext) -> float:
     """``n_clean / n_train``: the weight at which a clean batch's CE, added every student step, gives each
     clean sample the weight of one training sample per epoch (both draw batches of the same size)."""
-    return len(engine.data.meta_y) / engine.num_train
+    return len(ctx.meta_y) / ctx.num_train
 
 
 def default_corrupt_fraction(noise_rate: float) -> float:
@@ -431,25 +430,25 @@ class EMLC(TeacherStudent):
         if p.gamma is not None and not 0.0 <= p.gamma <= 1.0:
             raise ValueError(f"emlc.gamma must be in [0, 1], got {p.gamma}.")
         if p.corrupt_fraction is None:
-            p.corrupt_fraction = default_corrupt_fraction(assumed_noise_rate(self.engine))
+            p.corrupt_fraction = default_corrupt_fraction(self.ctx.assumed_noise_rate())
         if p.student_clean_weight is None:
-            p.student_clean_weight = clean_share(self.engine)
+            p.student_clean_weight = clean_share(self.ctx)
         if not 0.0 < p.corrupt_fraction < 1.0:
             raise ValueError(f"emlc.corrupt_fraction must be in (0, 1), got {p.corrupt_fraction}.")
         check_choice("emlc.meta_grad", p.meta_grad, META_GRADS)
         check_choice("emlc.injection", p.injection, INJECTIONS)
         check_choice("emlc.clean_view", p.clean_view, ("weak", "strong"))
-        classifier = unwrap(self.engine.new_model(p.teacher_model))
+        classifier = self.ctx.unwrap(self.ctx.new_model(p.teacher_model))
         self.teacher = GatedTeacher(classifier, embedding=p.label_embedding, hidden=p.gate_hidden).to(
-            self.engine.device
+            self.ctx.device
         )
         self.teacher_optimizer = self.new_teacher_optimizer(self.teacher.parameters())
         self.history: list[StudentStep] = []  # the current window; empty between epochs
         self.pending = 0  # student steps since the teacher's last update (0 between epochs)
 
     def train_step(self, batch):
-        p, engine = self.params, self.engine
-        last = engine.step_in_epoch == engine.steps_per_epoch - 1
+        p, ctx = self.params, self.ctx
+        last = ctx.is_last_step
         self.pending += 1
         update_now = self.pending >= p.steps or last
         track = p.meta_weight != 0  # a negative weight flips the meta-gradient (a test's control)
@@ -465,7 +464,7 @@ class EMLC(TeacherStudent):
         logits = self.model(batch.x)
         # The clean term has no mixed Hessian with the teacher: FPMG over the soft-label term stays exact.
         loss = soft_cross_entropy(soft.detach())(logits).mean() + self.clean_term()
-        engine.step(loss, self.optimizer)
+        ctx.step(loss, self.optimizer)
         stats = {"loss": loss.detach(), "mean_gate": gate.detach().mean()}
         if track:
             self.history.append(step)
@@ -484,12 +483,12 @@ class EMLC(TeacherStudent):
 
     def teacher_step(self) -> dict[str, Tensor]:
         """One teacher update on eq. 12; statistics weighted by the student steps it covers."""
-        p, engine = self.params, self.engine
+        p, ctx = self.params, self.ctx
         covered, self.pending = self.pending, 0
         self.teacher_optimizer.zero_grad(set_to_none=True)
         stats = {}
         if self.history:
-            meta_x, meta_y = engine.meta_batch(p.meta_batch_size)
+            meta_x, meta_y = ctx.meta_batch(p.meta_batch_size)
             params = parameters_of(self.model)
             meta_loss, g_meta = meta_loss_and_grad(self.model, params, meta_x, meta_y, self.meta_loss_fn())
             backward = fpmg_backward if p.meta_grad == "fast" else mixed_hessian_backward
@@ -511,14 +510,14 @@ class EMLC(TeacherStudent):
 
     def supervised_backward(self) -> dict[str, Tensor]:
         """Eq. 12's L_CE and L_BCE on one clean batch (one teacher forward), backpropagated."""
-        p, engine = self.params, self.engine
-        x, y = engine.meta_batch(p.meta_batch_size, view=p.clean_view)
+        p, ctx = self.params, self.ctx
+        x, y = ctx.meta_batch(p.meta_batch_size, view=p.clean_view)
         logits, h = self.teacher.classifier(x, return_features=True)
         ce = F.cross_entropy(logits, y)
         loss, stats = p.ce_weight * ce, {"teacher_ce": ce.detach()}
         if p.bce_weight > 0 and p.injection != "none":
             labels, clean = inject_noise(
-                y, logits, strategy=p.injection, fraction=p.corrupt_fraction, generator=engine.generator
+                y, logits, strategy=p.injection, fraction=p.corrupt_fraction, generator=ctx.generator
             )
             gate_logit = self.teacher.gate_logit(h, labels)
             bce = F.binary_cross_entropy_with_logits(gate_logit, clean.to(gate_logit.dtype))

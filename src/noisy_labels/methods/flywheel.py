@@ -84,10 +84,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._validation import check_choice
-from ..engine.distributed import wrap_model
-from ..meta.functional import unwrap
+from ..models import eval_mode
 from ..ssl.simclr import nt_xent_loss
-from ._selection import eval_mode, mixup
+from ._selection import mixup
 from ._warmup import AdaptiveWarmup
 from .base import Method, register_method
 from .flywheel_em import (
@@ -159,7 +158,7 @@ class Flywheel(AdaptiveWarmup, Method):
 
     # ------------------------------------------------------------------ building
     def setup(self) -> None:
-        p, e = self.params, self.engine
+        p, e = self.params, self.ctx
         _check(p)
         n, k, dev = e.num_train, e.num_classes, e.device
         self.g = e.new_model()
@@ -168,9 +167,8 @@ class Flywheel(AdaptiveWarmup, Method):
             self.f = e.new_model()
             params = list(self.f.parameters())
             if self.uses_contrastive():
-                d = unwrap(self.f).feature_dim
-                head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, p.proj_dim)).to(dev)
-                self.proj = wrap_model(head, e.dist, dev)
+                d = e.unwrap(self.f).feature_dim
+                self.proj = e.place(nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, p.proj_dim)))
                 params += list(self.proj.parameters())
             self.f_opt = e.new_optimizer(params)
             self.targets = torch.zeros(n, k, device=dev)
@@ -179,7 +177,7 @@ class Flywheel(AdaptiveWarmup, Method):
         self.q = torch.ones(n, device=dev)
         self.gamma = torch.ones((), device=dev)
         self.eps = torch.full((n,), 1.0 / k, device=dev)
-        self.yhat = self.train_labels().clone()
+        self.yhat = e.train_labels.clone()
         self.prior = torch.full((k,), 1.0 / k, device=dev)
         self.cycles = torch.zeros((), dtype=torch.long, device=dev)
         self.setup_warmup()
@@ -191,13 +189,9 @@ class Flywheel(AdaptiveWarmup, Method):
         only the projection head, changing nothing in ``f``, so it is skipped to save its cost.
         """
         p = self.params
-        backbone = getattr(unwrap(self.f), "backbone", None)
+        backbone = getattr(self.ctx.unwrap(self.f), "backbone", None)
         trainable = backbone is None or any(w.requires_grad for w in backbone.parameters())
         return p.contrastive != "none" and p.alpha > 0 and trainable
-
-    def train_labels(self) -> torch.Tensor:
-        """The given (noisy) training labels ``(N,)`` for whole-set passes; override to feed purified ones."""
-        return self.engine.data.train_y
 
     # ------------------------------------------------------------------ gradient M-steps (per batch)
     def train_step(self, batch) -> dict[str, torch.Tensor]:
@@ -210,14 +204,14 @@ class Flywheel(AdaptiveWarmup, Method):
         return stats | self._g_step(batch) | {"gamma": self.gamma.detach()}
 
     def _ce_step(self, net: nn.Module, opt: torch.optim.Optimizer, batch) -> torch.Tensor:
-        with self.engine.autocast():
+        with self.ctx.autocast():
             loss = F.cross_entropy(net(batch.x).float(), batch.y)
-        self.engine.step(loss, opt)
+        self.ctx.step(loss, opt)
         return loss.detach()
 
     def _f_step(self, batch) -> dict[str, torch.Tensor]:
         """Auxiliary M-step for ``f``: soft CE on ``q_i(y)`` under MixUp (eq. 13) + ``alpha * L_con``."""
-        p, e = self.params, self.engine
+        p, e = self.params, self.ctx
         x, targets = batch.x, self.targets[batch.index]
         x, targets, _, _ = mixup(x, targets, p.mixup_alpha, generator=e.generator, larger_half=True)
         with e.autocast():
@@ -238,14 +232,14 @@ class Flywheel(AdaptiveWarmup, Method):
     def _g_step(self, batch) -> dict[str, torch.Tensor]:
         """Main M-step for ``g``: eq. 8 on the resampled labels (eq. 7 reweighting without ``f``)."""
         p = self.params
-        with self.engine.autocast():
+        with self.ctx.autocast():
             logits = self.g(batch.x)
         lam = self.cr_lambda()
         if p.auxiliary:
             loss = main_loss(logits, self.yhat[batch.index], self.prior, lam)
         else:
             loss = main_loss(logits, batch.y, self.prior, lam, weights=self.q[batch.index])
-        self.engine.step(loss, self.g_opt)
+        self.ctx.step(loss, self.g_opt)
         return {"loss_g": loss.detach()}
 
     def cr_lambda(self) -> float:
@@ -253,7 +247,7 @@ class Flywheel(AdaptiveWarmup, Method):
         p = self.params
         if p.cr_ramp_epochs <= 0:
             return p.cr_lambda
-        into = self.engine.progress() - self.warmup_epochs_done()
+        into = self.ctx.progress() - self.warmup_epochs_done()
         return p.cr_lambda * min(1.0, max(0.0, into) / p.cr_ramp_epochs)
 
     # ------------------------------------------------------------------ E-steps and closed forms (per epoch)
@@ -269,11 +263,11 @@ class Flywheel(AdaptiveWarmup, Method):
 
         Returns the warm-up network's agreement with the given labels at a warm-up boundary (else None).
         """
-        p, e = self.params, self.engine
-        noisy, k = self.train_labels(), e.num_classes
+        p, e = self.params, self.ctx
+        noisy, k = e.train_labels, e.num_classes
         nets = [self.g, self.f] if p.auxiliary else [self.g]
         with eval_mode(*nets):
-            g_prob = F.softmax(e.predict(self.g, e.data.train_x, "test"), dim=1)
+            g_prob = F.softmax(e.predict(self.g, e.train_x, "test"), dim=1)
             f_prob = self.aux_prediction() if p.auxiliary else None
         agreement = None
         if warmup:  # initialisation (sec. 4.1): gamma = training accuracy, eps = 1/K
@@ -297,9 +291,9 @@ class Flywheel(AdaptiveWarmup, Method):
 
     def aux_prediction(self) -> torch.Tensor:
         """``f``'s softmax over the training set ``(N, K)``, averaged over two weak views (sec. 4.1 (i))."""
-        e = self.engine
-        views = 2 if e.data.is_image else 1  # the weak view of features is the identity
-        return sum(F.softmax(e.predict(self.f, e.data.train_x, "weak"), dim=1) for _ in range(views)) / views
+        e = self.ctx
+        views = 2 if e.is_image else 1  # the weak view of features is the identity
+        return sum(F.softmax(e.predict(self.f, e.train_x, "weak"), dim=1) for _ in range(views)) / views
 
     # ------------------------------------------------------------------ outputs
     def predict(self, x: torch.Tensor) -> torch.Tensor:

@@ -77,6 +77,7 @@ import torch.nn.functional as F
 from .._validation import check_choice
 from ..defaults import lookahead_step
 from ..meta import (
+    META_GRADS,
     LossVectorFn,
     MetaLossFn,
     RngState,
@@ -88,13 +89,12 @@ from ..meta import (
     weight_grad,
     weight_grad_second_order,
 )
-from ._selection import eval_mode
+from ..models import eval_mode
 from ._warmup import AdaptiveWarmup
 from .base import Method, register_method
 from .robust_losses import mae_loss
 
 META_LOSSES: dict[str, MetaLossFn] = {"ce": F.cross_entropy, "mae": mae_loss}
-META_GRADS = ("fast", "second_order")
 
 
 def per_sample_ce(labels: torch.Tensor) -> LossVectorFn:
@@ -132,8 +132,8 @@ class MetaMethod(Method):
         check_choice(f"{self.name}.meta_grad", self.params.meta_grad, META_GRADS)
         check_choice(f"{self.name}.lookahead", self.params.lookahead, ("effective", "lr"))
         # Latest weight of every training sample, the cleanness score (checkpointed as a tensor).
-        self.sample_weights = torch.ones(self.engine.num_train, device=self.engine.device)
-        self.weight_visited = torch.zeros(self.engine.num_train, dtype=torch.bool, device=self.engine.device)
+        self.sample_weights = torch.ones(self.ctx.num_train, device=self.ctx.device)
+        self.weight_visited = torch.zeros(self.ctx.num_train, dtype=torch.bool, device=self.ctx.device)
 
     def lookahead_lr(self) -> float:
         """The virtual step's size: ``lookahead_lr`` if set, else the classifier's effective or plain lr."""
@@ -153,7 +153,7 @@ class MetaMethod(Method):
         rng: RngState | None = None,
     ) -> WeightGrad:
         """``dL_meta/dw`` on a fresh meta batch, by the configured path (fast JVP or second order)."""
-        meta_x, meta_y = self.engine.meta_batch(self.params.meta_batch_size)
+        meta_x, meta_y = self.ctx.meta_batch(self.params.meta_batch_size)
         args = (self.model, x, loss_vector_fn, meta_x, meta_y, META_LOSSES[self.params.meta_loss])
         lr = self.lookahead_lr()
         if self.params.meta_grad == "fast":
@@ -189,12 +189,12 @@ class L2RW(MetaMethod):
     Params = L2RWParams
 
     def train_step(self, batch):
-        if self.engine.epoch < self.params.warmup_epochs:
+        if self.ctx.epoch < self.params.warmup_epochs:
             return super().train_step(batch)
         result = self.meta_gradient(batch.x, per_sample_ce(batch.y))
         weights = rectified_weights(result.grad)
         loss = (weights * result.losses).sum()
-        self.engine.step(loss, self.optimizer)
+        self.ctx.step(loss, self.optimizer)
         self.record_weights(batch.index, weights * len(weights))
         return {
             "loss": loss.detach(),
@@ -253,11 +253,11 @@ class MWNet(AdaptiveWarmup, MetaMethod):
         if not 0 < p.warmup_max_share <= 1:
             raise ValueError(f"{self.name}.warmup_max_share must be in (0, 1], got {p.warmup_max_share}.")
         self.setup_warmup()
-        self.vnet = WeightNet(p.hidden).to(self.engine.device)
+        self.vnet = WeightNet(p.hidden).to(self.ctx.device)
         weight_decay = p.vnet_weight_decay
         if weight_decay is None:
             weight_decay = 1e-4 if p.vnet_optimizer == "adam" else 5e-4
-        self.vnet_optimizer = self.engine.new_optimizer(
+        self.vnet_optimizer = self.ctx.new_optimizer(
             self.vnet.parameters(),
             scheduled=False,
             name=p.vnet_optimizer,
@@ -281,10 +281,10 @@ class MWNet(AdaptiveWarmup, MetaMethod):
     @torch.no_grad()
     def training_agreement(self) -> float:
         """The classifier's agreement with the given labels over the training set (eval mode)."""
-        e = self.engine
+        e = self.ctx
         with eval_mode(self.model):
-            pred = e.predict(self.model, e.data.train_x, "test").argmax(1)
-        return float((pred == e.data.train_y).float().mean())
+            pred = e.predict(self.model, e.train_x, "test").argmax(1)
+        return float((pred == e.train_labels).float().mean())
 
     def train_step(self, batch):
         if self.in_warmup():
@@ -304,7 +304,7 @@ class MWNet(AdaptiveWarmup, MetaMethod):
         with torch.no_grad():
             raw = self.vnet(losses.detach())
         loss = (self.normalized(raw) * losses).sum()
-        self.engine.step(loss, self.optimizer)
+        self.ctx.step(loss, self.optimizer)
         self.record_weights(batch.index, raw)
         return {
             "loss": loss.detach(),
