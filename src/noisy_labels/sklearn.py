@@ -37,7 +37,7 @@ from ._validation import (
     check_same_columns,
     check_same_length,
 )
-from .issues import rank_issues
+from .metrics import rank_issues
 
 __all__ = ["AUTO_METHOD", "NoisyLabelClassifier", "auto_batch_size", "feature_methods"]
 
