@@ -241,7 +241,8 @@ def cmd_purify(args: argparse.Namespace) -> None:
 
 
 def cmd_features(args: argparse.Namespace) -> None:
-    from .ssl import SimCLRParams, make_feature_file
+    from .engine.features import make_feature_file
+    from .ssl import SimCLRParams
 
     simclr = None
     if args.simclr:

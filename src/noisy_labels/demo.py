@@ -16,6 +16,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .engine import load_config, run_experiment
 from .report import load_run, plot_curves, summary_table
 
@@ -47,8 +49,6 @@ TABLE_COLUMNS = [  # report.COLUMNS' metrics, named in full
 
 def _one_thread() -> None:
     """Worker initialiser: one torch thread per run, so ``workers`` runs share as many cores."""
-    import torch
-
     torch.set_num_threads(1)
 
 

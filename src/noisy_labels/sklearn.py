@@ -41,8 +41,8 @@ from ._validation import (
 from .engine.build import build_experiment, checked_config
 from .engine.data import prepare_arrays
 from .engine.loop import resolve_device
-from .issues import rank_issues
 from .methods import Method, get_method_class, list_methods
+from .metrics import rank_issues
 
 __all__ = ["AUTO_METHOD", "NoisyLabelClassifier", "auto_batch_size", "feature_methods"]
 

@@ -17,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .._validation import check_labels
 from .download import restricted_loads
@@ -44,8 +45,6 @@ _NUM_TRAIN = 50000
 
 def _torch_load(path: Path) -> dict:
     """``torch.load(weights_only=True)`` allowing numpy's array reconstruction and integer dtypes only."""
-    import torch
-
     reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]
     int_dtypes = [type(np.dtype(t)) for t in ("i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8")]
     # Files written with numpy 1.x name the rebuilder numpy.core.multiarray._reconstruct; numpy 2 moved it.

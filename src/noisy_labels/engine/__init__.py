@@ -2,7 +2,8 @@
 
 from .build import Experiment, build_experiment, load_config, seed_everything
 from .context import TrainingContext
-from .data import ExperimentData, prepare_data
+from .data import prepare_data
+from .experiment_data import ExperimentData
 from .loop import Engine, resolve_device, summarize
 from .run import run_experiment
 

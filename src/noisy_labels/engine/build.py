@@ -18,8 +18,9 @@ import torch
 from ..config import Config, ConfigError, config_from_dict, config_tree, params_from_dict
 from ..methods import Method, get_method_class, list_methods
 from .context import TrainingContext
-from .data import ExperimentData, prepare_data
+from .data import prepare_data
 from .distributed import DistInfo
+from .experiment_data import ExperimentData
 from .loop import Engine, resolve_device
 
 

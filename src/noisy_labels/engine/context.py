@@ -26,8 +26,8 @@ from ..config import Config, OptimConfig
 from ..meta.functional import unwrap
 from ..models import create_model
 from .augment import BatchPreparer, View
-from .data import ExperimentData
 from .distributed import DistInfo, wrap_model
+from .experiment_data import ExperimentData
 
 
 @dataclass

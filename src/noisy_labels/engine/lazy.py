@@ -27,6 +27,7 @@ import torch
 from .._validation import check_choice
 from ..config import Config, ConfigError
 from ..data.lazy import ImageListDataset, load_clothing1m, load_webvision_mini, read_image
+from .experiment_data import ExperimentData
 
 LAZY_DATASETS = ("clothing1m", "webvision_mini")
 _STATS_SAMPLE = 500  # images read to estimate the per-channel mean and std
@@ -134,10 +135,8 @@ def load_lazy_splits(
     return splits["train"], None, splits["val"]
 
 
-def prepare_lazy_data(cfg: Config, device: torch.device):
-    """:class:`~noisy_labels.engine.data.ExperimentData` whose image sets are :class:`LazyImages`."""
-    from .data import ExperimentData
-
+def prepare_lazy_data(cfg: Config, device: torch.device) -> ExperimentData:
+    """:class:`~.experiment_data.ExperimentData` whose image sets are :class:`LazyImages`."""
     if cfg.noise.protocol != "none":
         raise ConfigError(
             f"{cfg.dataset} carries real label noise: set noise.protocol=none (got {cfg.noise.protocol!r})."

@@ -25,8 +25,8 @@ from ..methods.base import Batch, Method
 from ..models import eval_mode
 from .checkpoint import save_checkpoint, write_json
 from .context import TrainingContext
-from .data import ExperimentData
 from .distributed import DistInfo
+from .experiment_data import ExperimentData
 
 
 def resolve_device(name: str) -> torch.device:

@@ -16,8 +16,8 @@ from ..config import Config, config_to_dict, deep_merge, read_yaml_file
 from ..methods import Method
 from .build import build_experiment, check_meta_set, checked_config
 from .checkpoint import atomic_write_bytes, check_run_dir, clear_run_dir, load_checkpoint, write_json
-from .data import ExperimentData
 from .distributed import init_distributed
+from .experiment_data import ExperimentData
 from .loop import Engine, resolve_device
 
 

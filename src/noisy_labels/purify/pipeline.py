@@ -67,6 +67,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from .._validation import (
     check_choice,
@@ -441,8 +442,6 @@ class DMLPPurifier:
             history = []
             epochs = range(p.epochs)
             if progress:
-                from tqdm.auto import tqdm
-
                 epochs = tqdm(epochs, desc="dmlp purify", leave=False)
             for epoch in epochs:
                 history.append(state.run_epoch(epoch))
