@@ -225,7 +225,12 @@ def _build(cls: type, values: dict[str, Any], *, prefix: str):
             kwargs[name] = _build(hint, value or {}, prefix=f"{prefix}{name}.")
         else:
             kwargs[name] = _coerce(value, hint, f"{prefix}{name}")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)  # method Params check their values when built (__post_init__)
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(f"{prefix}{exc}") from None
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:

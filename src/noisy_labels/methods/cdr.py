@@ -46,6 +46,11 @@ class CDRParams:
     include_biases: bool = False  # also mask 1-D parameters (biases, normalisation)
     sign_decay: float = 0.0  # L1 penalty lambda * sgn(w) on the masked tensors (paper's update form)
 
+    def __post_init__(self) -> None:
+        check_choice("scope", self.scope, ("layer", "global"))
+        if self.critical_fraction is not None and not 0.0 < self.critical_fraction <= 1.0:
+            raise ValueError(f"critical_fraction must lie in (0, 1], got {self.critical_fraction}.")
+
 
 def critical_mask(importance: torch.Tensor, fraction: float) -> torch.Tensor:
     """Boolean mask of the ``round(fraction * numel)`` (at least 1) largest entries of ``importance``."""
@@ -93,11 +98,9 @@ class CDR(Method):
     def setup(self) -> None:
         super().setup()
         p = self.params
-        check_choice("cdr.scope", p.scope, ("layer", "global"))
-        fraction = 1.0 - self.ctx.assumed_noise_rate() if p.critical_fraction is None else p.critical_fraction
-        if not 0.0 < fraction <= 1.0:
-            raise ValueError(f"cdr.critical_fraction must lie in (0, 1], got {fraction}.")
-        self.fraction = fraction
+        self.fraction = (
+            1.0 - self.ctx.assumed_noise_rate() if p.critical_fraction is None else p.critical_fraction
+        )
         self.masked = [q for q in self.model.parameters() if q.dim() >= 2 or p.include_biases]
         self.optimizer.register_step_pre_hook(self._before_step)
 

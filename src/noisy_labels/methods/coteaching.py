@@ -46,6 +46,10 @@ class CoTeachingParams:
     exponent: float = 1.0  # c of the ramp (T / T_k)^c (paper's method: 1)
     adam_decay_from: int | None = None  # the paper's Adam recipe: linear lr decay + beta1 0.1 from this epoch
 
+    def __post_init__(self) -> None:
+        if self.forget_rate is not None and not 0.0 <= self.forget_rate < 1.0:
+            raise ValueError(f"forget_rate must lie in [0, 1), got {self.forget_rate}.")
+
 
 def keep_rate(epoch: int, forget_rate: float, num_gradual: int, exponent: float = 1.0) -> float:
     """``R(T) = 1 - tau * min((T / T_k)^c, 1)`` for ``T = epoch`` finished epochs (Algorithm 1)."""
@@ -92,8 +96,6 @@ class CoTeaching(Method):
 
     def setup(self) -> None:
         p, ctx = self.params, self.ctx
-        if p.forget_rate is not None and not 0.0 <= p.forget_rate < 1.0:
-            raise ValueError(f"coteaching.forget_rate must lie in [0, 1), got {p.forget_rate}.")
         self.forget_rate = ctx.assumed_noise_rate() if p.forget_rate is None else p.forget_rate
         scheduled = p.adam_decay_from is None
         self.net1, self.net2 = ctx.new_model(), ctx.new_model()

@@ -97,6 +97,11 @@ class DivideMixParams:
     gmm_tol: float = 1e-2
     gmm_reg_covar: float = 5e-4
 
+    def __post_init__(self) -> None:
+        check_choice("view", self.view, ("weak", "strong", "test"))
+        if not 0.0 < self.p_threshold < 1.0 or self.loss_history < 1:
+            raise ValueError("p_threshold must lie in (0, 1) and loss_history be >= 1.")
+
 
 def default_lambda_u(num_classes: int, protocol: str, rate: float) -> float:
     """DivideMix's ``lambda_u`` for a setting (appendix table 7); 25 where the authors give none."""
@@ -141,9 +146,6 @@ class DivideMix(Method):
 
     def setup(self) -> None:
         p, ctx = self.params, self.ctx
-        check_choice("dividemix.view", p.view, ("weak", "strong", "test"))
-        if not 0.0 < p.p_threshold < 1.0 or p.loss_history < 1:
-            raise ValueError("dividemix.p_threshold must lie in (0, 1) and loss_history be >= 1.")
         protocol, rate = ctx.configured_noise()
         self.lambda_u = (
             default_lambda_u(ctx.num_classes, protocol, rate) if p.lambda_u is None else p.lambda_u

@@ -54,6 +54,14 @@ class DMLPParams(PurifyParams):
     simclr_max_images: int | None = None  # SimCLR on a random subset of the images (CPU budgets)
     simclr_model: str | None = None  # encoder for SimCLR (e.g. mlp on a CPU); None: the run's model
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.then == "dmlp":
+            raise ValueError("then cannot be 'dmlp'; name the method to train on the purified labels.")
+        check_choice("targets", self.targets, ("hard", "soft"))
+        if self.targets == "soft" and self.then != "ce":
+            raise ValueError("targets=soft is only supported with then=ce (soft cross-entropy).")
+
 
 @register_method
 class DMLP(Method):
@@ -65,12 +73,7 @@ class DMLP(Method):
 
     def setup(self) -> None:
         p, ctx = self.params, self.ctx
-        if p.then == self.name:
-            raise ValueError("dmlp.then cannot be 'dmlp'; name the method to train on the purified labels.")
         inner_cls = get_method_class(p.then)
-        check_choice("dmlp.targets", p.targets, ("hard", "soft"))
-        if p.targets == "soft" and p.then != "ce":
-            raise ValueError("dmlp.targets=soft is only supported with dmlp.then=ce (soft cross-entropy).")
         train_f, meta_f = self._features()
         purify_params = PurifyParams(**{f.name: getattr(p, f.name) for f in dataclasses.fields(PurifyParams)})
         result = DMLPPurifier(purify_params, seed=ctx.seed).fit(

@@ -82,11 +82,11 @@ def clamped_softmax(logits: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
     return F.softmax(logits.float(), dim=1).clamp(eps, 1.0 - eps)
 
 
-def _check(section: str, params) -> None:
+def _check_elr(params: ELRParams | ELRPlusParams) -> None:
     if not 0.0 <= params.beta < 1.0 or params.lam < 0:
-        raise ValueError(f"{section}.beta must lie in [0, 1) and {section}.lam be >= 0, got {params}.")
-    if not 0.0 <= (getattr(params, "ema_decay", 0.0) or 0.0) < 1.0:
-        raise ValueError(f"{section}.ema_decay must lie in [0, 1), got {params.ema_decay}.")
+        raise ValueError(
+            f"beta must lie in [0, 1) and lam be >= 0, got beta={params.beta}, lam={params.lam}."
+        )
 
 
 class _TargetsMixin:
@@ -109,6 +109,9 @@ class ELRParams:
     beta: float = 0.7  # temporal-ensemble momentum (CIFAR-10 0.7, CIFAR-100 0.9)
     lam: float = 3.0  # regularisation weight lambda (CIFAR-10 3, CIFAR-100 7)
 
+    def __post_init__(self) -> None:
+        _check_elr(self)
+
 
 @register_method
 class ELR(_TargetsMixin, Method):
@@ -118,7 +121,6 @@ class ELR(_TargetsMixin, Method):
     Params = ELRParams
 
     def setup(self) -> None:
-        _check(self.name, self.params)
         super().setup()
         ctx = self.ctx
         self.targets = torch.zeros(1, ctx.num_train, ctx.num_classes, device=ctx.device)
@@ -149,6 +151,11 @@ class ELRPlusParams:
     mixup_alpha: float = 1.0  # 0 disables mixup
     cross_targets: bool = True  # targets of net k from the other net's weight average (False: its own)
 
+    def __post_init__(self) -> None:
+        _check_elr(self)
+        if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}.")
+
 
 @torch.no_grad()
 def ema_update(average: nn.Module, model: nn.Module, decay: float) -> None:
@@ -169,7 +176,6 @@ class ELRPlus(_TargetsMixin, Method):
     Params = ELRPlusParams
 
     def setup(self) -> None:
-        _check(self.name, self.params)
         ctx = self.ctx
         if self.params.ema_decay is None:
             self.params.ema_decay = scaled_ema_decay(0.997, PAPER_STEPS_PER_EPOCH, ctx.steps_per_epoch)

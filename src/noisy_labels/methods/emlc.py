@@ -256,7 +256,6 @@ class TeacherStudent(Method):
     def setup(self) -> None:
         super().setup()
         p = self.params
-        check_choice(f"{self.name}.meta_loss", p.meta_loss, META_LOSSES)
         n, device = self.ctx.num_train, self.ctx.device
         # Latest teacher outputs per training sample (tensors, so checkpoints restore them).
         self.sample_cleanness = torch.ones(n, device=device)
@@ -269,7 +268,6 @@ class TeacherStudent(Method):
         """The teacher's optimiser: the config's, with the method's overrides, on the LR schedule."""
         p, cfg = self.params, self.ctx.optim
         name = p.teacher_optim or cfg.name
-        check_choice(f"{self.name}.teacher_optim", name, ("sgd", "adam", "adamw"))
         momentum = p.teacher_momentum
         overrides = {"name": name, "lr": p.teacher_lr or cfg.lr, "momentum": momentum}
         overrides["nesterov"] = cfg.nesterov and momentum > 0
@@ -333,6 +331,11 @@ class TeacherParams:
     # training set, so a clean sample weighs as much as a noisy one per epoch (see the module docstring)
     student_clean_weight: float | None = None
     select_by_clean: bool = False  # evaluate the student of the best meta-set accuracy (EMLC sec. 4.1)
+
+    def __post_init__(self) -> None:
+        check_choice("meta_loss", self.meta_loss, META_LOSSES)
+        if self.teacher_optim is not None:
+            check_choice("teacher_optim", self.teacher_optim, ("sgd", "adam", "adamw"))
 
 
 @dataclass
@@ -399,6 +402,18 @@ class EMLCParams(TeacherParams):
     gate_hidden: int = 128  # hidden units of the gate MLP (reference code)
     teacher_model: str | None = None  # None: the config's model (with its params)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}.")
+        if self.gamma is not None and not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"gamma must be in [0, 1], got {self.gamma}.")
+        if self.corrupt_fraction is not None and not 0.0 < self.corrupt_fraction < 1.0:
+            raise ValueError(f"corrupt_fraction must be in (0, 1), got {self.corrupt_fraction}.")
+        check_choice("meta_grad", self.meta_grad, META_GRADS)
+        check_choice("injection", self.injection, INJECTIONS)
+        check_choice("clean_view", self.clean_view, ("weak", "strong"))
+
 
 def clean_share(ctx: TrainingContext) -> float:
     """``n_clean / n_train``: the weight at which a clean batch's CE, added every student step, gives each
@@ -425,19 +440,10 @@ class EMLC(TeacherStudent):
     def setup(self) -> None:
         super().setup()
         p = self.params
-        if p.steps < 1:
-            raise ValueError(f"emlc.steps must be >= 1, got {p.steps}.")
-        if p.gamma is not None and not 0.0 <= p.gamma <= 1.0:
-            raise ValueError(f"emlc.gamma must be in [0, 1], got {p.gamma}.")
         if p.corrupt_fraction is None:
             p.corrupt_fraction = default_corrupt_fraction(self.ctx.assumed_noise_rate())
         if p.student_clean_weight is None:
             p.student_clean_weight = clean_share(self.ctx)
-        if not 0.0 < p.corrupt_fraction < 1.0:
-            raise ValueError(f"emlc.corrupt_fraction must be in (0, 1), got {p.corrupt_fraction}.")
-        check_choice("emlc.meta_grad", p.meta_grad, META_GRADS)
-        check_choice("emlc.injection", p.injection, INJECTIONS)
-        check_choice("emlc.clean_view", p.clean_view, ("weak", "strong"))
         classifier = self.ctx.unwrap(self.ctx.new_model(p.teacher_model))
         self.teacher = GatedTeacher(classifier, embedding=p.label_embedding, hidden=p.gate_hidden).to(
             self.ctx.device

@@ -122,22 +122,18 @@ class FlywheelParams:
     auxiliary: bool = True  # false = the "w/o Aux." ablation (g alone, eq. 7)
     fixed_epsilon: bool = False  # true = the "eps fixed" ablation (1/K throughout)
 
-
-def _check(params: FlywheelParams) -> None:
-    p = params
-    if p.cr_ramp_epochs < 0:
-        raise ValueError(f"flywheel.cr_ramp_epochs must be >= 0, got {p.cr_ramp_epochs}.")
-    if p.warmup_epochs is not None and p.warmup_epochs < 1:
-        raise ValueError(
-            f"flywheel.warmup_epochs must be >= 1 (gamma starts from it), got {p.warmup_epochs}."
-        )
-    for key in ("cr_lambda", "alpha", "mixup_alpha", "warmup_min_gain"):
-        if getattr(p, key) < 0:
-            raise ValueError(f"flywheel.{key} must be >= 0, got {getattr(p, key)}.")
-    if p.temperature <= 0 or p.proj_dim < 1:
-        raise ValueError("flywheel.temperature must be > 0 and flywheel.proj_dim >= 1.")
-    for key, allowed in (("contrastive", CONTRASTIVE), ("cr_prior", CR_PRIORS)):
-        check_choice(f"flywheel.{key}", getattr(p, key), allowed)
+    def __post_init__(self) -> None:
+        if self.cr_ramp_epochs < 0:
+            raise ValueError(f"cr_ramp_epochs must be >= 0, got {self.cr_ramp_epochs}.")
+        if self.warmup_epochs is not None and self.warmup_epochs < 1:
+            raise ValueError(f"warmup_epochs must be >= 1 (gamma starts from it), got {self.warmup_epochs}.")
+        for key in ("cr_lambda", "alpha", "mixup_alpha", "warmup_min_gain"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}.")
+        if self.temperature <= 0 or self.proj_dim < 1:
+            raise ValueError("temperature must be > 0 and proj_dim >= 1.")
+        for key, allowed in (("contrastive", CONTRASTIVE), ("cr_prior", CR_PRIORS)):
+            check_choice(key, getattr(self, key), allowed)
 
 
 @register_method
@@ -159,7 +155,6 @@ class Flywheel(AdaptiveWarmup, Method):
     # ------------------------------------------------------------------ building
     def setup(self) -> None:
         p, e = self.params, self.ctx
-        _check(p)
         n, k, dev = e.num_train, e.num_classes, e.device
         self.g = e.new_model()
         self.g_opt = e.new_optimizer(self.g.parameters())

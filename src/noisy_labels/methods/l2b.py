@@ -111,6 +111,13 @@ class L2BParams(MetaParams):
     warmup_epochs: int | None = None
     clip_grad_norm: float | None = None  # None: the config's grad_clip (paper CIFAR-10: 0.25)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("normalization", self.normalization, L2B_NORMALIZATIONS)
+        check_choice("variant", self.variant, VARIANTS)
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}.")
+
 
 @register_method
 class L2B(MetaMethod):
@@ -124,10 +131,6 @@ class L2B(MetaMethod):
         p = self.params
         if p.warmup_epochs is None:
             p.warmup_epochs = scaled_epochs(10, 300, self.ctx.epochs)
-        check_choice("l2b.normalization", p.normalization, L2B_NORMALIZATIONS)
-        check_choice("l2b.variant", p.variant, VARIANTS)
-        if p.temperature <= 0:
-            raise ValueError(f"l2b.temperature must be > 0, got {p.temperature}.")
 
     def clip_norm(self) -> float | None:
         return self.params.clip_grad_norm

@@ -117,6 +117,11 @@ class MetaParams:
     # factor per visit (0: the latest weight alone, as before)
     score_decay: float = 0.5
 
+    def __post_init__(self) -> None:
+        check_choice("meta_loss", self.meta_loss, META_LOSSES)
+        check_choice("meta_grad", self.meta_grad, META_GRADS)
+        check_choice("lookahead", self.lookahead, ("effective", "lr"))
+
 
 class MetaMethod(Method):
     """Shared plumbing of the one-step meta methods: meta batches, meta loss, meta-gradient, weights log.
@@ -128,9 +133,6 @@ class MetaMethod(Method):
 
     def setup(self) -> None:
         super().setup()
-        check_choice(f"{self.name}.meta_loss", self.params.meta_loss, META_LOSSES)
-        check_choice(f"{self.name}.meta_grad", self.params.meta_grad, META_GRADS)
-        check_choice(f"{self.name}.lookahead", self.params.lookahead, ("effective", "lr"))
         # Latest weight of every training sample, the cleanness score (checkpointed as a tensor).
         self.sample_weights = torch.ones(self.ctx.num_train, device=self.ctx.device)
         self.weight_visited = torch.zeros(self.ctx.num_train, dtype=torch.bool, device=self.ctx.device)
@@ -220,6 +222,15 @@ class MWNetParams(MetaParams):
     warmup_min_gain: float = 0.01
     warmup_max_share: float = 0.1  # the weighting needs the classes learnt, not the fit's plateau
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("normalize", self.normalize, ("sum", "mean"))
+        check_choice("vnet_optimizer", self.vnet_optimizer, ("adam", "sgd"))
+        if self.warmup_epochs is not None and self.warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0 or null, got {self.warmup_epochs}.")
+        if not 0 < self.warmup_max_share <= 1:
+            raise ValueError(f"warmup_max_share must be in (0, 1], got {self.warmup_max_share}.")
+
 
 @register_method
 class MWNet(AdaptiveWarmup, MetaMethod):
@@ -245,13 +256,7 @@ class MWNet(AdaptiveWarmup, MetaMethod):
 
     def setup(self) -> None:
         super().setup()
-        check_choice(f"{self.name}.normalize", self.params.normalize, ("sum", "mean"))
         p = self.params
-        check_choice(f"{self.name}.vnet_optimizer", p.vnet_optimizer, ("adam", "sgd"))
-        if p.warmup_epochs is not None and p.warmup_epochs < 0:
-            raise ValueError(f"{self.name}.warmup_epochs must be >= 0 or null, got {p.warmup_epochs}.")
-        if not 0 < p.warmup_max_share <= 1:
-            raise ValueError(f"{self.name}.warmup_max_share must be in (0, 1], got {p.warmup_max_share}.")
         self.setup_warmup()
         self.vnet = WeightNet(p.hidden).to(self.ctx.device)
         weight_decay = p.vnet_weight_decay

@@ -137,8 +137,8 @@ class PurifyParams:
     standardize: bool = True  # z-score features with the training statistics
     solve_dtype: str = "float64"  # precision of the ridge factorisation: float64 | float32
 
-    def check(self) -> None:
-        """Raise ``ValueError`` naming the first invalid value."""
+    def __post_init__(self) -> None:
+        """Checked when built: ``ValueError`` naming the first invalid value."""
         positive = ("epochs", "batch_size", "ipc_steps", "eac_batch_size", "exchange_every")
         for name in positive:
             if getattr(self, name) < 1:
@@ -421,7 +421,6 @@ class DMLPPurifier:
             set, NaN/inf features, or invalid parameters.
         """
         p = self.params
-        p.check()
         with _torch_threads(self.threads):
             start = time.perf_counter()
             x, y, xv, yv, c, y_true = _validate(
