@@ -166,6 +166,30 @@ class TrainingContext:
         view._train_labels = labels
         return view
 
+    # ------------------------------------------------------------------------------ per-sample state
+    def sample_state(
+        self,
+        fill: float = 0.0,
+        *,
+        dtype: torch.dtype = torch.float32,
+        copies: int | None = None,
+        columns: int | None = None,
+    ) -> torch.Tensor:
+        """What a method keeps about every training sample (weights, corrected labels, loss statistics):
+        a ``([copies,] num_train[, columns])`` tensor filled with ``fill`` on the device. Keep it as an
+        attribute of the method (so checkpoints hold it) and change it through :meth:`write_samples`."""
+        shape = (
+            *(() if copies is None else (copies,)),
+            self.num_train,
+            *(() if columns is None else (columns,)),
+        )
+        return torch.full(shape, fill, dtype=dtype, device=self.device)
+
+    def write_samples(self, state: torch.Tensor, index: torch.Tensor, values: torch.Tensor | float) -> None:
+        """``state[index] = values``: the one place a batch changes per-sample state (``state`` is a
+        :meth:`sample_state` tensor or one copy of it, ``index`` the batch's training-set positions)."""
+        state[index] = values
+
     # ------------------------------------------------------------------------------ the clock
     @property
     def epoch(self) -> int:

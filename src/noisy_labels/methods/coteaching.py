@@ -102,8 +102,8 @@ class CoTeaching(Method):
         self.opt1 = ctx.new_optimizer(self.net1.parameters(), scheduled=scheduled)
         self.opt2 = ctx.new_optimizer(self.net2.parameters(), scheduled=scheduled)
         # Latest within-batch loss quantile of every sample under each network, and whether it was kept.
-        self.quantiles = torch.zeros(2, ctx.num_train, device=ctx.device)
-        self.kept = torch.ones(2, ctx.num_train, dtype=torch.bool, device=ctx.device)
+        self.quantiles = ctx.sample_state(copies=2)
+        self.kept = ctx.sample_state(True, dtype=torch.bool, copies=2)
         self.keep = 1.0
 
     def on_epoch_start(self, epoch: int) -> None:
@@ -131,9 +131,9 @@ class CoTeaching(Method):
         self.ctx.step(update1, self.opt1)
         self.ctx.step(update2, self.opt2)
         for k, (losses, keep) in enumerate(((loss1, keep1), (loss2, keep2))):
-            self.quantiles[k, batch.index] = loss_quantiles(losses.detach().float())
-            self.kept[k, batch.index] = False
-            self.kept[k, batch.index[keep]] = True
+            self.ctx.write_samples(self.quantiles[k], batch.index, loss_quantiles(losses.detach().float()))
+            self.ctx.write_samples(self.kept[k], batch.index, False)
+            self.ctx.write_samples(self.kept[k], batch.index[keep], True)
         accuracy = (logits1.detach().argmax(1) == batch.y).float().mean()
         return {"loss": (update1 + update2).detach() / 2, "acc": accuracy, "keep": torch.tensor(self.keep)}
 

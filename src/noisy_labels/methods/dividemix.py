@@ -156,10 +156,10 @@ class DivideMix(Method):
         self.opt1 = ctx.new_optimizer(self.net1.parameters())
         self.opt2 = ctx.new_optimizer(self.net2.parameters())
         n = ctx.num_train
-        self.clean_prob = torch.full((2, n), float("nan"), device=ctx.device)  # w of each network
+        self.clean_prob = ctx.sample_state(float("nan"), copies=2)  # w of each network
         self.loss_memory = torch.zeros(2, p.loss_history, n, device=ctx.device)
         self.loss_count = torch.zeros((), dtype=torch.long)
-        self.ensemble_pred = torch.zeros(n, dtype=torch.long, device=ctx.device)
+        self.ensemble_pred = ctx.sample_state(0, dtype=torch.long)
         self._unlabeled: list[torch.Tensor] = []
 
     # ------------------------------------------------------------------ co-divide

@@ -42,6 +42,7 @@ belief in the given label) reads ``ctx.train_labels``. Corrected labels: the tar
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -65,16 +66,25 @@ def elr_regularizer(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return torch.log1p(-(probs * targets).sum(dim=1)).mean()
 
 
+def _write_rows(state: torch.Tensor, index: torch.Tensor, values: torch.Tensor) -> None:
+    state[index] = values
+
+
 @torch.no_grad()
 def update_targets(
-    targets: torch.Tensor, index: torch.Tensor, probs: torch.Tensor, beta: float
+    targets: torch.Tensor,
+    index: torch.Tensor,
+    probs: torch.Tensor,
+    beta: float,
+    write: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None] = _write_rows,
 ) -> torch.Tensor:
-    """In place ``t[index] <- beta t[index] + (1 - beta) p / sum(p)`` (ELR's temporal ensemble).
+    """In place ``t[index] <- beta t[index] + (1 - beta) p / sum(p)`` (ELR's temporal ensemble), through
+    ``write`` (a method passes its context's ``write_samples``).
 
     Returns the updated rows ``t[index]``.
     """
     probs = probs.detach().float()
-    targets[index] = beta * targets[index] + (1.0 - beta) * probs / probs.sum(dim=1, keepdim=True)
+    write(targets, index, beta * targets[index] + (1.0 - beta) * probs / probs.sum(dim=1, keepdim=True))
     return targets[index]
 
 
@@ -123,13 +133,13 @@ class ELR(_TargetsMixin, Method):
     def setup(self) -> None:
         super().setup()
         ctx = self.ctx
-        self.targets = torch.zeros(1, ctx.num_train, ctx.num_classes, device=ctx.device)
+        self.targets = ctx.sample_state(copies=1, columns=ctx.num_classes)
 
     def train_step(self, batch):
         with self.ctx.autocast():
             logits = self.model(batch.x).float()
         probs = clamped_softmax(logits)
-        target = update_targets(self.targets[0], batch.index, probs, self.params.beta)
+        target = update_targets(self.targets[0], batch.index, probs, self.params.beta, self.ctx.write_samples)
         ce = F.cross_entropy(logits, batch.y)
         reg = elr_regularizer(probs, target)
         loss = ce + self.params.lam * reg
@@ -185,7 +195,7 @@ class ELRPlus(_TargetsMixin, Method):
         self.avg1, self.avg2 = (
             copy.deepcopy(ctx.unwrap(n)).requires_grad_(False) for n in (self.net1, self.net2)
         )
-        self.targets = torch.zeros(2, ctx.num_train, ctx.num_classes, device=ctx.device)
+        self.targets = ctx.sample_state(copies=2, columns=ctx.num_classes)
         self.avg_updates = torch.zeros((), dtype=torch.long)
 
     def train_step(self, batch):
@@ -199,7 +209,7 @@ class ELRPlus(_TargetsMixin, Method):
         teacher = (self.avg2 if k == 0 else self.avg1) if p.cross_targets else avg
         with torch.no_grad(), eval_mode(teacher), ctx.autocast():
             teacher_probs = clamped_softmax(teacher(batch.x))
-        target = update_targets(self.targets[k], batch.index, teacher_probs, p.beta)
+        target = update_targets(self.targets[k], batch.index, teacher_probs, p.beta, self.ctx.write_samples)
         onehot = F.one_hot(batch.y, ctx.num_classes).float()
         mixed_x, mixed, _, _ = mixup(batch.x, torch.cat([onehot, target], 1), p.mixup_alpha,
                                      generator=ctx.generator)  # fmt: skip

@@ -256,10 +256,9 @@ class TeacherStudent(Method):
     def setup(self) -> None:
         super().setup()
         p = self.params
-        n, device = self.ctx.num_train, self.ctx.device
         # Latest teacher outputs per training sample (tensors, so checkpoints restore them).
-        self.sample_cleanness = torch.ones(n, device=device)
-        self.sample_corrected = self.ctx.train_labels.clone().to(device)
+        self.sample_cleanness = self.ctx.sample_state(1.0)
+        self.sample_corrected = self.ctx.train_labels.clone().to(self.ctx.device)
         if p.select_by_clean:
             self.selected = copy.deepcopy(self.ctx.unwrap(self.model))
             self.best_clean_acc = torch.tensor(-1.0)
@@ -282,8 +281,8 @@ class TeacherStudent(Method):
         return META_LOSSES[self.params.meta_loss]
 
     def record(self, index: Tensor, cleanness: Tensor, soft: Tensor) -> None:
-        self.sample_cleanness[index] = cleanness.detach().float()
-        self.sample_corrected[index] = soft.detach().argmax(dim=1)
+        self.ctx.write_samples(self.sample_cleanness, index, cleanness.detach().float())
+        self.ctx.write_samples(self.sample_corrected, index, soft.detach().argmax(dim=1))
 
     def clean_term(self) -> Tensor | float:
         """The reference code's optional CE of the student on a clean batch (no teacher dependence)."""

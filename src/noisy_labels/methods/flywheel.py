@@ -155,7 +155,7 @@ class Flywheel(AdaptiveWarmup, Method):
     # ------------------------------------------------------------------ building
     def setup(self) -> None:
         p, e = self.params, self.ctx
-        n, k, dev = e.num_train, e.num_classes, e.device
+        k, dev = e.num_classes, e.device
         self.g = e.new_model()
         self.g_opt = e.new_optimizer(self.g.parameters())
         if p.auxiliary:
@@ -166,12 +166,12 @@ class Flywheel(AdaptiveWarmup, Method):
                 self.proj = e.place(nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, p.proj_dim)))
                 params += list(self.proj.parameters())
             self.f_opt = e.new_optimizer(params)
-            self.targets = torch.zeros(n, k, device=dev)
+            self.targets = e.sample_state(columns=k)
             self.transition = torch.eye(k, device=dev)
             self.transition_c = torch.full((k, k), 1.0 / k, device=dev)
-        self.q = torch.ones(n, device=dev)
+        self.q = e.sample_state(1.0)
         self.gamma = torch.ones((), device=dev)
-        self.eps = torch.full((n,), 1.0 / k, device=dev)
+        self.eps = e.sample_state(1.0 / k)
         self.yhat = e.train_labels.clone()
         self.prior = torch.full((k,), 1.0 / k, device=dev)
         self.cycles = torch.zeros((), dtype=torch.long, device=dev)

@@ -134,8 +134,8 @@ class MetaMethod(Method):
     def setup(self) -> None:
         super().setup()
         # Latest weight of every training sample, the cleanness score (checkpointed as a tensor).
-        self.sample_weights = torch.ones(self.ctx.num_train, device=self.ctx.device)
-        self.weight_visited = torch.zeros(self.ctx.num_train, dtype=torch.bool, device=self.ctx.device)
+        self.sample_weights = self.ctx.sample_state(1.0)
+        self.weight_visited = self.ctx.sample_state(False, dtype=torch.bool)
 
     def lookahead_lr(self) -> float:
         """The virtual step's size: ``lookahead_lr`` if set, else the classifier's effective or plain lr."""
@@ -167,10 +167,9 @@ class MetaMethod(Method):
         new = scores.detach().float()
         old = self.sample_weights[index]
         decay = self.params.score_decay
-        self.sample_weights[index] = torch.where(
-            self.weight_visited[index], decay * old + (1 - decay) * new, new
-        )
-        self.weight_visited[index] = True
+        blended = torch.where(self.weight_visited[index], decay * old + (1 - decay) * new, new)
+        self.ctx.write_samples(self.sample_weights, index, blended)
+        self.ctx.write_samples(self.weight_visited, index, True)
 
     def cleanness(self) -> np.ndarray:
         return self.sample_weights.cpu().numpy()
