@@ -21,6 +21,7 @@ from torch.func import functional_call
 import noisy_labels.methods.emlc as emlc_module
 from noisy_labels.engine import build_experiment, load_config, run_experiment
 from noisy_labels.engine.loop import Batch
+from noisy_labels.losses import soft_cross_entropy
 from noisy_labels.meta import (
     StudentStep,
     discounts,
@@ -30,12 +31,11 @@ from noisy_labels.meta import (
     mixed_hessian_backward,
     parameters_of,
     snapshot,
-    soft_cross_entropy,
 )
 from noisy_labels.methods import get_method_class, list_methods
-from noisy_labels.methods.emlc import GatedTeacher, inject_noise
+from noisy_labels.methods.emlc import inject_noise
 from noisy_labels.metrics import roc_auc
-from noisy_labels.models import create_model
+from noisy_labels.models import GatedTeacher, create_model
 from shared_settings import MNIST_UNIF60, one_torch_thread, three_epochs_and_two_plus_one
 
 TOL = 1e-8

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from noisy_labels import cli
 from noisy_labels.config import ConfigError
 from noisy_labels.engine import Engine, build_experiment, load_config, run_experiment
+from noisy_labels.losses import mean_soft_cross_entropy
 from noisy_labels.methods import flywheel as fw
 from noisy_labels.methods._selection import mix_pairs
 from noisy_labels.methods.flywheel_em import (
@@ -25,7 +26,6 @@ from noisy_labels.methods.flywheel_em import (
     refurbished_targets,
     update_gamma,
 )
-from noisy_labels.methods.robust_losses import mean_soft_cross_entropy
 from noisy_labels.metrics import transition_error
 from noisy_labels.ssl.simclr import nt_xent_loss
 

@@ -14,6 +14,7 @@ import yaml
 from sklearn.mixture import GaussianMixture
 
 from noisy_labels.engine import build_experiment, load_config, run_experiment
+from noisy_labels.losses import elr_regularizer
 from noisy_labels.methods import list_methods
 from noisy_labels.methods._selection import (
     clean_probability,
@@ -25,7 +26,7 @@ from noisy_labels.methods._selection import (
 from noisy_labels.methods.cdr import critical_mask, mask_noncritical_gradients
 from noisy_labels.methods.coteaching import exchange_small_loss, keep_rate, loss_quantiles
 from noisy_labels.methods.dividemix import default_lambda_u, mixmatch_loss
-from noisy_labels.methods.elr import elr_regularizer, ema_update, update_targets
+from noisy_labels.methods.elr import ema_update, update_targets
 from noisy_labels.metrics import cleanness_auc
 
 METHODS = ["coteaching", "dividemix", "elr", "elr_plus", "cdr"]

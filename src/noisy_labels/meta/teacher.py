@@ -37,11 +37,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..losses import LossVectorFn, MetaLossFn, soft_cross_entropy
 from .functional import ParamDict, RngState, dot, functional_forward, lookahead, parameters_of, replay_rng
-from .gradients import LossVectorFn, MetaLossFn, grad_dict, jvp_losses
+from .gradients import grad_dict, jvp_losses
 
 __all__ = [
     "StudentStep",
@@ -86,18 +86,6 @@ TargetsFn = Callable[[StudentStep], LossVectorFn]
 def snapshot(params: Mapping[str, Tensor]) -> ParamDict:
     """Detached copies of a parameter dict (the student's weights before a step)."""
     return {k: p.detach().clone() for k, p in params.items()}
-
-
-def soft_cross_entropy(targets: Tensor) -> LossVectorFn:
-    """``logits -> (B,)``: ``CE(q, p) = -sum_c q_c log p_c`` per sample against soft labels ``q`` (eq. 6).
-
-    Examples
-    --------
-    >>> q = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
-    >>> [round(v, 4) for v in soft_cross_entropy(q)(torch.zeros(2, 2)).tolist()]
-    [0.6931, 0.6931]
-    """
-    return lambda logits: -(targets * F.log_softmax(logits, dim=1)).sum(dim=1)
 
 
 def discounts(lrs: Sequence[float], gamma: float) -> list[float]:

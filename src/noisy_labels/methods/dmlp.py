@@ -35,12 +35,12 @@ import numpy as np
 import torch
 
 from .._validation import check_choice
+from ..losses import mean_soft_cross_entropy
 from ..models import create_model
 from ..purify import DMLPPurifier, PurifyParams
 from ..ssl import SimCLRParams, extract_features, train_simclr
 from ..ssl.simclr import image_stats
 from .base import Batch, Method, get_method_class, register_method
-from .robust_losses import mean_soft_cross_entropy
 
 
 @dataclass

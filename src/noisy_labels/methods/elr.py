@@ -52,18 +52,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..defaults import scaled_ema_decay
+from ..losses import clamped_softmax, elr_regularizer, mean_soft_cross_entropy
 from ..models import eval_mode
 from ._selection import ensemble_log_probs, mixup
 from .base import Method, register_method
-from .robust_losses import mean_soft_cross_entropy
 
 if TYPE_CHECKING:
     from ..engine.context import TrainingContext
-
-
-def elr_regularizer(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """``mean_i log(1 - <p_i, t_i>)`` (ELR's regulariser; minimising it raises ``<p, t>``)."""
-    return torch.log1p(-(probs * targets).sum(dim=1)).mean()
 
 
 def _write_rows(state: torch.Tensor, index: torch.Tensor, values: torch.Tensor) -> None:
@@ -86,10 +81,6 @@ def update_targets(
     probs = probs.detach().float()
     write(targets, index, beta * targets[index] + (1.0 - beta) * probs / probs.sum(dim=1, keepdim=True))
     return targets[index]
-
-
-def clamped_softmax(logits: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
-    return F.softmax(logits.float(), dim=1).clamp(eps, 1.0 - eps)
 
 
 def _check_elr(params: ELRParams | ELRPlusParams) -> None:

@@ -93,10 +93,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torch.func import functional_call
 
 from .._validation import check_choice
+from ..losses import soft_cross_entropy
 from ..meta import (
     META_GRADS,
     StudentStep,
@@ -109,9 +110,8 @@ from ..meta import (
     parameters_of,
     replay_rng,
     snapshot,
-    soft_cross_entropy,
 )
-from ..models import Classifier, eval_mode
+from ..models import GatedTeacher, LabelCorrector, eval_mode
 from .base import Method, register_method
 from .meta_weighting import META_LOSSES
 
@@ -119,76 +119,6 @@ if TYPE_CHECKING:
     from ..engine.context import TrainingContext
 
 INJECTIONS = ("random", "adversarial", "mixed", "none")
-
-
-# ------------------------------------------------------------------------------------------ teachers
-class LabelCorrector(nn.Module):
-    """MLC's label-correction network: ``softmax(MLP([h, e(y~)]))`` from student features ``h``.
-
-    Parameters
-    ----------
-    feature_dim : int
-    num_classes : int
-    embedding : int, default=128
-    hidden : int, default=128
-
-    Examples
-    --------
-    >>> net = LabelCorrector(5, 3, embedding=4, hidden=6)
-    >>> q = net(torch.randn(2, 5), torch.tensor([0, 2]))
-    >>> tuple(q.shape), bool(torch.allclose(q.sum(1), torch.ones(2)))
-    ((2, 3), True)
-    """
-
-    def __init__(self, feature_dim: int, num_classes: int, *, embedding: int = 128, hidden: int = 128):
-        super().__init__()
-        self.embed = nn.Embedding(num_classes, embedding)
-        self.net = nn.Sequential(
-            nn.Linear(feature_dim + embedding, hidden),
-            nn.Tanh(),
-            nn.Linear(hidden, hidden),
-            nn.Tanh(),
-            nn.Linear(hidden, num_classes),
-        )
-
-    def forward(self, h: Tensor, y: Tensor) -> Tensor:
-        """Soft labels ``(B, C)`` for features ``(B, D)`` and noisy labels ``(B,)``."""
-        return F.softmax(self.net(torch.cat([h, self.embed(y)], dim=1)), dim=1)
-
-
-class GatedTeacher(nn.Module):
-    """EMLC's teacher (Fig. 3): its own classifier, a label embedding and a gate MLP.
-
-    ``w = sigmoid(MLP([h, z(y~)]))`` and ``q = w * onehot(y~) + (1 - w) * softmax(classifier(x))``, with
-    ``h`` the classifier's backbone features. Reference sizes: embedding 128, one hidden layer of 128.
-
-    Parameters
-    ----------
-    classifier : Classifier
-        The teacher's feature extractor and classifier (not shared with the student).
-    embedding : int, default=128
-    hidden : int, default=128
-    """
-
-    def __init__(self, classifier: Classifier, *, embedding: int = 128, hidden: int = 128) -> None:
-        super().__init__()
-        self.classifier = classifier
-        self.num_classes = classifier.num_classes
-        self.embed = nn.Embedding(self.num_classes, embedding)
-        self.gate = nn.Sequential(
-            nn.Linear(classifier.feature_dim + embedding, hidden), nn.ReLU(), nn.Linear(hidden, 1)
-        )
-
-    def gate_logit(self, h: Tensor, y: Tensor) -> Tensor:
-        """Pre-sigmoid gate ``(B,)`` for features ``h`` and (possibly noisy) labels ``y``."""
-        return self.gate(torch.cat([h, self.embed(y).to(h.dtype)], dim=1)).squeeze(1)
-
-    def forward(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """Soft labels ``(B, C)`` and gate ``(B,)``."""
-        logits, h = self.classifier(x, return_features=True)
-        w = torch.sigmoid(self.gate_logit(h, y))[:, None]
-        onehot = F.one_hot(y, self.num_classes).to(logits.dtype)
-        return w * onehot + (1.0 - w) * F.softmax(logits, dim=1), w.squeeze(1)
 
 
 def inject_noise(

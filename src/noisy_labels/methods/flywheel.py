@@ -84,6 +84,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._validation import check_choice
+from ..losses import mean_soft_cross_entropy
 from ..models import eval_mode
 from ..ssl.simclr import nt_xent_loss
 from ._selection import mixup
@@ -98,7 +99,6 @@ from .flywheel_em import (
     refurbished_targets,
     update_gamma,
 )
-from .robust_losses import mean_soft_cross_entropy
 
 CONTRASTIVE = ("simclr", "supcon", "none")
 CR_PRIORS = ("empirical", "uniform")

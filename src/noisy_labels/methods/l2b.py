@@ -43,26 +43,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from .._validation import check_choice
 from ..defaults import scaled_epochs
-from ..meta import L2B_NORMALIZATIONS, LossVectorFn, l2b_normalize
+from ..losses import real_and_pseudo_ce
+from ..meta import L2B_NORMALIZATIONS, l2b_normalize
 from .base import Method, register_method
 from .meta_weighting import MetaMethod, MetaParams
 
 VARIANTS = ("joint", "alpha_zero", "beta_zero", "sum_to_one")
-
-
-def real_and_pseudo_ce(labels: torch.Tensor) -> LossVectorFn:
-    """``logits -> (2B,)``: CE with the given labels, then CE with the hard pseudo-labels (eq. 1)."""
-
-    def terms(logits: torch.Tensor) -> torch.Tensor:
-        pseudo = logits.detach().argmax(dim=1)
-        real = F.cross_entropy(logits, labels, reduction="none")
-        return torch.cat([real, F.cross_entropy(logits, pseudo, reduction="none")])
-
-    return terms
 
 
 def l2b_weights(

@@ -76,30 +76,22 @@ import torch.nn.functional as F
 
 from .._validation import check_choice
 from ..defaults import lookahead_step
+from ..losses import LossVectorFn, MetaLossFn, mae_loss, per_sample_ce
 from ..meta import (
     META_GRADS,
-    LossVectorFn,
-    MetaLossFn,
     RngState,
     WeightGrad,
-    WeightNet,
     capture_rng,
     normalize_sum,
     rectified_weights,
     weight_grad,
     weight_grad_second_order,
 )
-from ..models import eval_mode
+from ..models import WeightNet, eval_mode
 from ._warmup import AdaptiveWarmup
 from .base import Method, register_method
-from .robust_losses import mae_loss
 
 META_LOSSES: dict[str, MetaLossFn] = {"ce": F.cross_entropy, "mae": mae_loss}
-
-
-def per_sample_ce(labels: torch.Tensor) -> LossVectorFn:
-    """``logits -> (B,)`` per-sample cross-entropy against ``labels``."""
-    return lambda logits: F.cross_entropy(logits, labels, reduction="none")
 
 
 @dataclass
