@@ -221,7 +221,7 @@ def _build(cls: type, values: dict[str, Any], *, prefix: str):
     kwargs = {}
     for name, value in values.items():
         hint = hints[name]
-        if is_dataclass(hint):
+        if isinstance(hint, type) and is_dataclass(hint):
             kwargs[name] = _build(hint, value or {}, prefix=f"{prefix}{name}.")
         else:
             kwargs[name] = _coerce(value, hint, f"{prefix}{name}")
@@ -282,14 +282,14 @@ def _check_values(cfg: Config) -> None:
         raise ConfigError(f"train_subset must be >= 1 or null, got {cfg.train_subset}.")
     if cfg.meta.size < 0:
         raise ConfigError(f"meta.size must be >= 0, got {cfg.meta.size}.")
-    if cfg.optim.lr <= 0:
+    if cfg.optim.lr is None or cfg.optim.lr <= 0:  # resolved from the defaults before this check
         raise ConfigError(f"optim.lr must be > 0, got {cfg.optim.lr}.")
-    choices = {
+    choices: dict[str, tuple[str, tuple[str, ...]]] = {
         "optim.name": (cfg.optim.name, ("sgd", "adam", "adamw")),
         "schedule.name": (cfg.schedule.name, ("cosine", "multistep", "constant")),
     }
-    for key, (value, allowed) in choices.items():
-        check_choice(key, value, allowed, error=ConfigError)
+    for key, (name, allowed) in choices.items():
+        check_choice(key, name, allowed, error=ConfigError)
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:

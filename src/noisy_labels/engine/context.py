@@ -24,7 +24,7 @@ from torch import nn
 
 from ..config import Config, OptimConfig
 from ..meta.functional import unwrap
-from ..models import create_model
+from ..models import Classifier, create_model
 from .augment import BatchPreparer, View
 from .distributed import DistInfo, wrap_model
 from .experiment_data import ExperimentData
@@ -143,12 +143,15 @@ class TrainingContext:
         return self._train_labels
 
     @property
-    def meta_x(self) -> torch.Tensor | None:
-        return self._data.meta_x
+    def has_meta_set(self) -> bool:
+        return self._data.meta_x is not None and self._data.meta_y is not None
 
-    @property
-    def meta_y(self) -> torch.Tensor | None:
-        return self._data.meta_y
+    def meta_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole trusted (meta) set: stored samples and labels (see :meth:`meta_batch` for a batch)."""
+        x, y = self._data.meta_x, self._data.meta_y
+        if x is None or y is None:
+            raise RuntimeError(f"method {self._cfg.method!r} needs a meta set: set meta.size > 0.")
+        return x, y
 
     @property
     def true_labels(self) -> torch.Tensor | None:
@@ -238,13 +241,20 @@ class TrainingContext:
         """``model`` on the device (channels_last for images), DDP-wrapped if distributed."""
         model = model.to(self.device)
         if self.preparer.channels_last and self.is_image:
-            model = model.to(memory_format=torch.channels_last)
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stub lacks it
         return wrap_model(model, self.dist, self.device)
 
     @staticmethod
     def unwrap(model: nn.Module) -> nn.Module:
         """The module inside a DDP wrapper (the module itself when not distributed)."""
         return unwrap(model)
+
+    @staticmethod
+    def classifier(model: nn.Module) -> Classifier:
+        """The registered network (backbone + head) inside ``model``: its ``feature_dim``, its parts."""
+        inner = unwrap(model)
+        assert isinstance(inner, Classifier), f"{type(inner).__name__} is not a registered model"
+        return inner
 
     def new_optimizer(
         self, params: Iterable[Any], *, scheduled: bool = True, **overrides: Any
@@ -300,12 +310,11 @@ class TrainingContext:
         self, batch_size: int | None = None, view: View = "weak"
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """A random batch of the trusted set (without replacement within the batch)."""
-        if self._data.meta_x is None or self._data.meta_y is None:
-            raise RuntimeError(f"method {self._cfg.method!r} needs a meta set: set meta.size > 0.")
-        n = len(self._data.meta_y)
+        meta_x, meta_y = self.meta_set()
+        n = len(meta_y)
         idx = torch.randperm(n, generator=self.generator)[: min(batch_size or self._cfg.batch_size, n)]
         idx = idx.to(self.device)
-        return self.prepare(self._data.meta_x[idx], view), self._data.meta_y[idx]
+        return self.prepare(meta_x[idx], view), meta_y[idx]
 
     @torch.no_grad()
     def predict(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +27,8 @@ __all__ = ["ExperimentData", "noise_options", "prepare_arrays", "prepare_data", 
 
 def noise_options(cfg: Config, bundle) -> tuple[str, float, dict]:
     """The protocol, rate and extra parameters ``make_noisy_split`` needs for this config."""
-    protocol, rate, params = cfg.noise.protocol, cfg.noise.rate, {}
+    protocol, rate = cfg.noise.protocol, cfg.noise.rate
+    params: dict[str, Any] = {}
     if protocol == "none":
         return "symmetric", 0.0, params
     if protocol == "human":
@@ -139,7 +141,8 @@ def prepare_arrays(
     given = {"y": y, "y_clean": y_clean, "y_test": y_test, "true_y": true_y}
     k = infer_num_classes(None if classes is None else len(classes), **given)
     ys = {name: check_labels(v, k, name=name) for name, v in given.items() if v is not None}
-    y, y_clean, y_test, true_y = (ys.get(name) for name in given)
+    y = ys["y"]
+    y_clean, y_test, true_y = (ys.get(name) for name in ("y_clean", "y_test", "true_y"))
     x = check_features(x, name="x", ndim=(2, 4))
     x_clean, x_test = (
         None if a is None else check_features(a, name=name, ndim=x.ndim)
@@ -191,9 +194,9 @@ def _assemble(
         mean, std = pixels.mean(0), pixels.std(0) + 1e-8
     elif cfg.standardize_features:
         mu, sigma = train_x.mean(0, dtype=np.float64), train_x.std(0, dtype=np.float64) + 1e-6
-        train_x, meta_x, test_x = (
-            (a - mu) / sigma if a is not None else None for a in (train_x, meta_x, test_x)
-        )
+        train_x = (train_x - mu) / sigma
+        meta_x = None if meta_x is None else (meta_x - mu) / sigma
+        test_x = None if test_x is None else (test_x - mu) / sigma
 
     def put(a, dtype=None):
         if a is None:

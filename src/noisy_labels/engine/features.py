@@ -8,10 +8,11 @@ import json
 import time
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..data.registry import load_dataset
 from ..models import create_model
@@ -27,7 +28,7 @@ def _feature_recipe(dataset, root, run_dir, module, simclr, model, seed) -> dict
     if run_dir is not None:
         backbone = {"run": str(Path(run_dir).resolve()), "module": module}
     else:
-        ssl = asdict(simclr) if is_dataclass(simclr) else simclr
+        ssl = asdict(simclr) if is_dataclass(simclr) and not isinstance(simclr, type) else simclr
         backbone = {"model": model, "seed": seed, "simclr": ssl}
     recipe = {"dataset": dataset, "root": str(Path(root).resolve()) if root else None, "backbone": backbone}
     return json.loads(json.dumps(recipe))  # as it reads back from the file (tuples become lists)
@@ -119,8 +120,10 @@ def make_feature_file(
     train_x = torch.as_tensor(bundle.train.x)
     is_image = bundle.train.is_image
     info: dict[str, Any] = {"path": str(out), "cached": False}
+    encoder: nn.Module
     if run_dir is not None:
-        encoder, info["source"] = load_run_model(run_dir, module=module).backbone, f"run {run_dir}"
+        encoder = cast(nn.Module, load_run_model(run_dir, module=module).backbone)
+        info["source"] = f"run {run_dir}"
     else:
         if not is_image:
             raise ValueError(
@@ -130,7 +133,7 @@ def make_feature_file(
         torch.manual_seed(seed)
         h, w, c = bundle.train.x.shape[1:]
         net = create_model(model, num_classes=bundle.train.num_classes, input_shape=(c, h, w))
-        encoder = net.backbone.to(device)
+        encoder = cast(nn.Module, net.backbone).to(device)
         info["source"] = f"untrained {model}"
         if simclr is not None:
             params = simclr if isinstance(simclr, SimCLRParams) else SimCLRParams(**simclr)
@@ -142,10 +145,15 @@ def make_feature_file(
     mean = std = None
     if is_image:
         mean, std = image_stats(train_x)
-    kw = {"mean": mean, "std": std, "batch_size": batch_size, "device": device, "progress": progress}
-    arrays = {"x": extract_features(encoder, train_x, desc="train features", **kw), "y": bundle.train.y}
+
+    def extract(x: torch.Tensor | np.ndarray, desc: str) -> np.ndarray:
+        return extract_features(
+            encoder, x, mean=mean, std=std, batch_size=batch_size, device=device, progress=progress, desc=desc
+        )
+
+    arrays = {"x": extract(train_x, "train features"), "y": bundle.train.y}
     if bundle.test is not None:
-        arrays["x_test"] = extract_features(encoder, bundle.test.x, desc="test features", **kw)
+        arrays["x_test"] = extract(bundle.test.x, "test features")
         arrays["y_test"] = bundle.test.y
     arrays["classes"] = np.array(bundle.train.classes)
     arrays["recipe"] = np.array(json.dumps(recipe, sort_keys=True))

@@ -206,10 +206,11 @@ class Engine:
         """Test accuracy; label accuracy and cleanness AUC where the method and clean labels allow."""
         out: dict[str, float] = {}
         with eval_mode(*method.eval_modules()):
-            if self.data.test_x is not None:
+            if self.data.test_x is not None and self.data.test_y is not None:
                 logits = self.ctx.predict(method.predict, self.data.test_x)
                 ks = (1, 5) if self.num_classes > 5 else (1,)
                 accs = metrics.topk_accuracy(logits.cpu(), self.data.test_y.cpu(), k=ks)
+                assert isinstance(accs, tuple)  # a sequence of k gives one accuracy per k
                 out["test_acc"] = accs[0]
                 if len(ks) > 1:
                     out["test_top5"] = accs[1]

@@ -108,7 +108,7 @@ class Method:
 
     # ------------------------------------------------------------------ checkpoint state
     def state_dict(self) -> dict[str, Any]:
-        state = {}
+        state: dict[str, Any] = {}
         for key, value in vars(self).items():
             if isinstance(value, nn.Module):
                 state[key] = self.ctx.unwrap(value).state_dict()

@@ -29,6 +29,7 @@ Cleanness: the model's probability of the given label over the training set, ``c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,7 +63,7 @@ def critical_mask(importance: torch.Tensor, fraction: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def mask_noncritical_gradients(params: list[torch.Tensor], fraction: float, scope: str = "layer") -> int:
+def mask_noncritical_gradients(params: Sequence[torch.Tensor], fraction: float, scope: str = "layer") -> int:
     """Zero the gradient of all but the top ``fraction`` of ``|w * grad|``; returns the number zeroed.
 
     Parameters
@@ -72,18 +73,20 @@ def mask_noncritical_gradients(params: list[torch.Tensor], fraction: float, scop
     fraction : float in (0, 1]
         Share of critical (updated) entries, per tensor (``scope='layer'``) or over all (``'global'``).
     """
-    live = [p for p in params if p.grad is not None]
+    live = [(p, p.grad) for p in params if p.grad is not None]
     if not live or fraction >= 1.0:
         return 0
-    scores = [(p * p.grad).abs() for p in live]
+    scores = [(p * grad).abs() for p, grad in live]
+    masks: Sequence[torch.Tensor]
     if scope == "global":
-        masks = critical_mask(torch.cat([s.flatten() for s in scores]), fraction)
-        masks = masks.split([s.numel() for s in scores])
+        masks = critical_mask(torch.cat([s.flatten() for s in scores]), fraction).split(
+            [s.numel() for s in scores]
+        )
     else:
         masks = [critical_mask(s, fraction) for s in scores]
     zeroed = 0
-    for p, mask in zip(live, masks, strict=True):
-        p.grad.mul_(mask.view_as(p.grad))
+    for (_, grad), mask in zip(live, masks, strict=True):
+        grad.mul_(mask.view_as(grad))
         zeroed += int(mask.numel() - mask.sum())
     return zeroed
 

@@ -80,7 +80,7 @@ class DMLP(Method):
             train_f,
             ctx.train_labels,
             meta_f,
-            ctx.meta_y,
+            ctx.meta_set()[1],
             num_classes=ctx.num_classes,
             true_labels=ctx.true_labels,
             progress=not ctx.quiet,
@@ -102,11 +102,11 @@ class DMLP(Method):
                 raise ValueError(
                     "dmlp.features=data needs a feature data set; for images use simclr or a file."
                 )
-            return ctx.train_x, ctx.meta_x
+            return ctx.train_x, ctx.meta_set()[0]
         if source == "raw":
             flat = [
                 a.reshape(len(a), -1).float() / (255.0 if ctx.is_image else 1.0)
-                for a in (ctx.train_x, ctx.meta_x)
+                for a in (ctx.train_x, ctx.meta_set()[0])
             ]
             return flat[0], flat[1]
         if source == "simclr":
@@ -117,7 +117,8 @@ class DMLP(Method):
         ctx, p = self.ctx, self.params
         if not ctx.is_image:
             raise ValueError("dmlp.features=simclr needs images; this data set holds feature vectors.")
-        images = torch.cat([ctx.train_x, ctx.meta_x])  # no labels are read
+        meta_x = ctx.meta_set()[0]
+        images = torch.cat([ctx.train_x, meta_x])  # no labels are read
         name = p.simclr_model or ctx.model_name()
         net = create_model(name, num_classes=ctx.num_classes, input_shape=ctx.input_shape)
         encoder = net.backbone.to(ctx.device)
@@ -136,7 +137,7 @@ class DMLP(Method):
         mean, std = image_stats(ctx.train_x)
         feats = [
             torch.from_numpy(extract_features(encoder, a, mean=mean, std=std, device=ctx.device))
-            for a in (ctx.train_x, ctx.meta_x)
+            for a in (ctx.train_x, meta_x)
         ]
         return feats[0], feats[1]
 

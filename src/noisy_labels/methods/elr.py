@@ -165,8 +165,8 @@ def ema_update(average: nn.Module, model: nn.Module, decay: float) -> None:
     ``model`` is the bare network (``ctx.unwrap`` of a DDP-wrapped one)."""
     for avg, cur in zip(average.parameters(), model.parameters(), strict=True):
         avg.lerp_(cur.detach(), 1.0 - decay)
-    for avg, cur in zip(average.buffers(), model.buffers(), strict=True):
-        avg.copy_(cur)
+    for avg_buffer, buffer in zip(average.buffers(), model.buffers(), strict=True):
+        avg_buffer.copy_(buffer)
 
 
 @register_method

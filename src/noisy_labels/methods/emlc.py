@@ -225,9 +225,10 @@ class TeacherStudent(Method):
     def on_epoch_end(self, epoch: int) -> dict[str, Tensor]:
         """The student's meta-set accuracy (logged as ``train_clean_acc``), and the clean-set selection."""
         ctx = self.ctx
+        meta_x, meta_y = ctx.meta_set()
         with eval_mode(self.model):
-            logits = ctx.predict(self.model, ctx.meta_x)
-        acc = (logits.argmax(1) == ctx.meta_y.to(logits.device)).float().mean()
+            logits = ctx.predict(self.model, meta_x)
+        acc = (logits.argmax(1) == meta_y.to(logits.device)).float().mean()
         if self.params.select_by_clean and acc.item() >= self.best_clean_acc.item():
             self.best_clean_acc.fill_(acc.item())
             self.selected.load_state_dict(ctx.unwrap(self.model).state_dict())
@@ -287,7 +288,7 @@ class MLC(TeacherStudent):
     def setup(self) -> None:
         super().setup()
         p = self.params
-        feature_dim = self.ctx.unwrap(self.model).feature_dim
+        feature_dim = self.ctx.classifier(self.model).feature_dim
         self.teacher = LabelCorrector(
             feature_dim, self.ctx.num_classes, embedding=p.label_embedding, hidden=p.hidden
         ).to(self.ctx.device)
@@ -347,7 +348,7 @@ class EMLCParams(TeacherParams):
 def clean_share(ctx: TrainingContext) -> float:
     """``n_clean / n_train``: the weight at which a clean batch's CE, added every student step, gives each
     clean sample the weight of one training sample per epoch (both draw batches of the same size)."""
-    return len(ctx.meta_y) / ctx.num_train
+    return len(ctx.meta_set()[1]) / ctx.num_train
 
 
 def default_corrupt_fraction(noise_rate: float) -> float:
@@ -373,7 +374,7 @@ class EMLC(TeacherStudent):
             p.corrupt_fraction = default_corrupt_fraction(self.ctx.assumed_noise_rate())
         if p.student_clean_weight is None:
             p.student_clean_weight = clean_share(self.ctx)
-        classifier = self.ctx.unwrap(self.ctx.new_model(p.teacher_model))
+        classifier = self.ctx.classifier(self.ctx.new_model(p.teacher_model))
         self.teacher = GatedTeacher(classifier, embedding=p.label_embedding, hidden=p.gate_hidden).to(
             self.ctx.device
         )
@@ -411,7 +412,7 @@ class EMLC(TeacherStudent):
         """The recorded step's loss vector on soft labels with their graph to the teacher."""
         y, rng, soft = step.context
         if soft is None:
-            params = dict(self.teacher.named_parameters())
+            params: dict[str, Tensor] = dict(self.teacher.named_parameters())
             with replay_rng(rng):
                 soft, _ = functional_call(self.teacher, (params, buffers_of(self.teacher)), (step.x, y))
         return soft_cross_entropy(soft)

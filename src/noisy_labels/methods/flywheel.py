@@ -162,7 +162,7 @@ class Flywheel(AdaptiveWarmup, Method):
             self.f = e.new_model()
             params = list(self.f.parameters())
             if self.uses_contrastive():
-                d = e.unwrap(self.f).feature_dim
+                d = e.classifier(self.f).feature_dim
                 self.proj = e.place(nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, p.proj_dim)))
                 params += list(self.proj.parameters())
             self.f_opt = e.new_optimizer(params)
@@ -248,7 +248,9 @@ class Flywheel(AdaptiveWarmup, Method):
     # ------------------------------------------------------------------ E-steps and closed forms (per epoch)
     def on_epoch_end(self, epoch: int) -> None:
         if self.in_warmup():
-            self.end_warmup_epoch(epoch, self.em_boundary(warmup=True))
+            agreement = self.em_boundary(warmup=True)
+            assert agreement is not None  # a warm-up boundary measures it
+            self.end_warmup_epoch(epoch, agreement)
         else:
             self.em_boundary(warmup=False)
 
@@ -266,15 +268,15 @@ class Flywheel(AdaptiveWarmup, Method):
             f_prob = self.aux_prediction() if p.auxiliary else None
         agreement = None
         if warmup:  # initialisation (sec. 4.1): gamma = training accuracy, eps = 1/K
-            ref = f_prob if p.auxiliary else g_prob
+            ref = f_prob if f_prob is not None else g_prob
             agreement = (ref.argmax(1) == noisy).float().mean()
             self.gamma.copy_(agreement)
             self.eps.fill_(1.0 / k)
-        elif p.auxiliary and not p.fixed_epsilon:
+        elif f_prob is not None and not p.fixed_epsilon:
             self.eps.copy_(per_sample_epsilon(f_prob, self.transition_c, noisy))
         self.q.copy_(clean_posterior(self.gamma, g_prob.gather(1, noisy[:, None]).squeeze(1), self.eps))
         self.gamma.copy_(update_gamma(self.q))
-        if p.auxiliary:
+        if f_prob is not None:  # the auxiliary network is on
             self.yhat.copy_(f_prob.argmax(1))
             self.targets.copy_(refurbished_targets(self.q, noisy, f_prob))
             self.transition.copy_(estimate_transition(self.targets, noisy))
@@ -288,7 +290,11 @@ class Flywheel(AdaptiveWarmup, Method):
         """``f``'s softmax over the training set ``(N, K)``, averaged over two weak views (sec. 4.1 (i))."""
         e = self.ctx
         views = 2 if e.is_image else 1  # the weak view of features is the identity
-        return sum(F.softmax(e.predict(self.f, e.train_x, "weak"), dim=1) for _ in range(views)) / views
+        probs = [F.softmax(e.predict(self.f, e.train_x, "weak"), dim=1) for _ in range(views)]
+        total = probs[0]
+        for more in probs[1:]:
+            total = total + more
+        return total / views
 
     # ------------------------------------------------------------------ outputs
     def predict(self, x: torch.Tensor) -> torch.Tensor:

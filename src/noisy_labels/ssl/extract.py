@@ -66,6 +66,7 @@ def extract_features(
     for start in tqdm(range(0, len(x), batch_size), desc=desc, disable=not progress, leave=False):
         batch = x[start : start + batch_size].to(device)
         if is_image:
+            assert mean is not None and std is not None  # computed above when not given
             batch = batch.permute(0, 3, 1, 2).float() / 255.0
             batch = (batch - mean.to(device).view(1, -1, 1, 1)) / std.to(device).view(1, -1, 1, 1)
         else:
@@ -78,6 +79,6 @@ def save_feature_file(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
     """Write an ``.npz`` of plain arrays atomically (a killed run never leaves a torn cache file)."""
     path = Path(path)
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle's bool
     atomic_write_bytes(path, lambda f: f.write(buffer.getvalue()))
     return path
