@@ -1,12 +1,17 @@
-"""Atomic file writes: a killed process leaves the old file or the new one, never a torn one."""
+"""File writes: atomic ones (a killed process leaves the old file or the new one, never a torn one), and
+figures."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["atomic_write_bytes"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["atomic_write_bytes", "save_figure"]
 
 
 def atomic_write_bytes(path: Path, write) -> None:
@@ -23,3 +28,15 @@ def atomic_write_bytes(path: Path, write) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def save_figure(fig: Figure, path: str | Path, *, dpi: int) -> Path:
+    """Lay out ``fig``, write it to ``path`` (making its folder) and close it; returns the path."""
+    import matplotlib.pyplot as plt  # an optional dependency: imported only where a figure is drawn
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path

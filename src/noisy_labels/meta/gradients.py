@@ -163,6 +163,7 @@ def jvp_losses(
     return primal, tangent if differentiable_tangent else tangent.detach()
 
 
+# Fast twin of weight_grad_second_order (the reference path), kept separate: each checks the other.
 def weight_grad(
     model: nn.Module,
     x: Tensor,
@@ -244,6 +245,7 @@ def weight_grad(
     return WeightGrad(-lr * tangent, losses, meta_loss)
 
 
+# Reference twin of weight_grad (the fast JVP path), kept separate: each checks the other.
 def weight_grad_second_order(
     model: nn.Module,
     x: Tensor,

@@ -107,6 +107,7 @@ def _backward(term: Tensor, inputs: Sequence[Tensor] | None) -> None:
         torch.autograd.backward(term, inputs=list(inputs) if inputs is not None else None)
 
 
+# Fast twin of mixed_hessian_backward (the reference path), kept separate: each checks the other.
 def fpmg_backward(
     model: nn.Module,
     steps: Sequence[StudentStep],
@@ -159,6 +160,7 @@ def fpmg_backward(
     return total
 
 
+# Reference twin of fpmg_backward (the fast FPMG path), kept separate: each checks the other.
 def mixed_hessian_backward(
     model: nn.Module,
     steps: Sequence[StudentStep],
