@@ -15,6 +15,7 @@ from __future__ import annotations
 import pickle
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,7 +49,7 @@ def _torch_load(path: Path) -> dict:
     reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]
     int_dtypes = [type(np.dtype(t)) for t in ("i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8")]
     # Files written with numpy 1.x name the rebuilder numpy.core.multiarray._reconstruct; numpy 2 moved it.
-    allow = [
+    allow: list[Any] = [
         (reconstruct, "numpy.core.multiarray._reconstruct"),
         (reconstruct, "numpy._core.multiarray._reconstruct"),
         np.ndarray,

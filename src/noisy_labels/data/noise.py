@@ -398,7 +398,7 @@ def _class_dependent(name: str) -> Callable:
 
     protocol.__name__ = name
     protocol.__doc__ = builder.__doc__
-    protocol.__signature__ = inspect.signature(builder)  # for the parameter check in apply_noise
+    protocol.__signature__ = inspect.signature(builder)  # type: ignore[attr-defined]  # for apply_noise's check
     return protocol
 
 

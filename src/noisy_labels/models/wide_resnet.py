@@ -10,6 +10,7 @@ Shu et al. "Meta-Weight-Net: Learning an Explicit Mapping for Sample Weighting."
 from __future__ import annotations
 
 import functools
+from typing import cast
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -88,7 +89,7 @@ class WideResNet(ResidualClassifier):
         )
         self.depth = depth
         self.widen = widen
-        nn.init.zeros_(self.head.bias)  # as the official WRN code
+        nn.init.zeros_(cast(nn.Linear, self.head).bias)  # as the official WRN code
 
 
 @register_model("wrn28_10")
