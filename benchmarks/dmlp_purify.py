@@ -139,8 +139,7 @@ def _auc(scores: np.ndarray, positives: np.ndarray) -> float:
 
 def naive_runs(root: str, settings, out_dir: Path, extra: list[str]) -> list[dict]:
     """DMLP-Naive and CE through the engine (`noisy-labels run`), test accuracy of the linear head."""
-    from noisy_labels.config import load_config
-    from noisy_labels.engine import run_experiment
+    from noisy_labels.engine import load_config, run_experiment
 
     rows = []
     for name in settings:

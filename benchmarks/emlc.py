@@ -32,10 +32,7 @@ from pathlib import Path
 
 import torch
 
-from noisy_labels.config import load_config
-from noisy_labels.engine import run_experiment
-from noisy_labels.engine.loop import Engine
-from noisy_labels.engine.run import build_method, seed_everything
+from noisy_labels.engine import build_experiment, load_config, run_experiment
 from noisy_labels.report import mean_std
 
 HERE = Path(__file__).resolve().parent
@@ -113,9 +110,8 @@ def build(settings: list[str]):
     cfg = load_config(
         None, [*settings, "model.name=small_cnn", "batch_size=100", "meta.size=200", "quiet=true"]
     )
-    seed_everything(0)
-    engine = Engine(cfg, synthetic_data(), torch.device("cpu"))
-    return engine, build_method(cfg, engine)
+    run = build_experiment(cfg, device=torch.device("cpu"), data=synthetic_data())
+    return run.engine, run.method
 
 
 def time_steps(rounds: int) -> dict[str, list[float]]:
@@ -125,7 +121,7 @@ def time_steps(rounds: int) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {name: [] for name in built}
     for r in range(rounds + 1):
         for name, (engine, method) in built.items():
-            engine.step_in_epoch = 0  # never the epoch's last step: no end-of-epoch evaluation
+            engine.ctx.clock.step_in_epoch = 0  # never the epoch's last step: no end-of-epoch evaluation
             start = time.thread_time()
             for batch in batches:
                 method.train_step(batch)

@@ -18,9 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from noisy_labels.config import load_config
-from noisy_labels.engine import Engine, prepare_data
-from noisy_labels.engine.run import build_method, seed_everything
+from noisy_labels.engine import Engine, build_experiment, load_config
 
 HERE = Path(__file__).resolve().parent
 
@@ -42,10 +40,8 @@ def make_engine(root: str, samples: int, batch_size: int) -> tuple[Engine, objec
             "optim.lr=0.01",
         ],
     )
-    seed_everything(0)
-    data = prepare_data(cfg, torch.device("cpu"), corrupt_meta=False)
-    engine = Engine(cfg, data, torch.device("cpu"))
-    return engine, build_method(cfg, engine)
+    run = build_experiment(cfg, device=torch.device("cpu"))
+    return run.engine, run.method
 
 
 def bare_epoch(model, optimizer, x_uint8, y, mean, std, batch_size: int, generator) -> float:
@@ -79,9 +75,9 @@ def main() -> None:
 
     engine, method = make_engine(args.root, args.samples, args.batch_size)
     data = engine.data
-    bare_model = engine.new_model()
+    bare_model = engine.ctx.new_model()
     bare_model.load_state_dict(method.model.state_dict())
-    bare_opt = engine.new_optimizer(bare_model.parameters(), scheduled=False)
+    bare_opt = engine.ctx.new_optimizer(bare_model.parameters(), scheduled=False)
     mean, std = data.mean.view(1, -1, 1, 1), data.std.view(1, -1, 1, 1)
     gen = torch.Generator().manual_seed(1)
     n = len(data.train_y)

@@ -28,9 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from noisy_labels.config import load_config
 from noisy_labels.data.noise import empirical_transition
-from noisy_labels.engine import prepare_data, run_experiment
+from noisy_labels.engine import load_config, prepare_data, run_experiment
 from noisy_labels.engine.checkpoint import load_checkpoint
 from noisy_labels.methods.flywheel import plot_transition
 from noisy_labels.methods.flywheel_em import corruption_matrix

@@ -28,10 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from noisy_labels.config import load_config
+from noisy_labels.engine import build_experiment, load_config
 from noisy_labels.engine.data import ExperimentData
-from noisy_labels.engine.loop import Engine
-from noisy_labels.engine.run import build_method, seed_everything
 from noisy_labels.meta import (
     jvp_losses,
     meta_loss_and_grad,
@@ -99,9 +97,8 @@ def build(method: str, meta_grad: str | None, model: str, channels_last: bool):
     if method == "l2b":
         settings.append("l2b.warmup_epochs=0")
     cfg = load_config(None, settings)
-    seed_everything(0)
-    engine = Engine(cfg, synthetic_data(), torch.device("cpu"))
-    return engine, build_method(cfg, engine)
+    run = build_experiment(cfg, device=torch.device("cpu"), data=synthetic_data())
+    return run.engine, run.method
 
 
 def step_agreement(method: str, model: str, channels_last: bool) -> float:

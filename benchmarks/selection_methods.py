@@ -29,8 +29,7 @@ from pathlib import Path
 
 import torch
 
-from noisy_labels.config import load_config
-from noisy_labels.engine import run_experiment
+from noisy_labels.engine import load_config, run_experiment
 
 HERE = Path(__file__).resolve().parent
 CONFIGS = HERE.parent / "configs"

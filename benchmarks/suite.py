@@ -229,16 +229,15 @@ def resolved_defaults(config: Path | None, sets: list[str]) -> dict[str, Any]:
     """What the library's defaults make of a run: the full config and the parameters of the method(s)."""
     import dataclasses
 
-    from noisy_labels.config import config_to_dict, load_config, params_from_dict
-    from noisy_labels.methods import get_method_class
+    from noisy_labels.config import config_to_dict
+    from noisy_labels.engine import load_config
+    from noisy_labels.engine.build import method_params
 
     cfg = load_config(config, sets)
     resolved = {k: v for k, v in config_to_dict(cfg).items() if k not in ("root", "out")}
     params, name = {}, cfg.method
     while name and name not in params:  # DMLP-X: the method trained on the purified labels too
-        p = params_from_dict(
-            get_method_class(name).Params, cfg.method_params.get(name, {}), prefix=f"{name}."
-        )
+        p = method_params(cfg, name)
         params[name] = dataclasses.asdict(p)
         name = getattr(p, "then", None)
     return {"config": resolved, "params": params}
@@ -294,8 +293,7 @@ def run_row(setting: str, method: str, seed: int, store: Path, rows: RowSpec = S
     if method in rows.head_references:
         summary, history = reference_run(setting, method, seed, config, sets)
     else:
-        from noisy_labels.config import load_config
-        from noisy_labels.engine import run_experiment
+        from noisy_labels.engine import load_config, run_experiment
 
         with tempfile.TemporaryDirectory() as tmp:
             cfg = load_config(config, [*sets, f"out={Path(tmp) / 'run'}"])
@@ -334,7 +332,7 @@ def reference_run(setting: str, method: str, seed: int, config: Path | None, set
     import numpy as np
     import torch
 
-    from noisy_labels.config import load_config
+    from noisy_labels.engine import load_config
     from noisy_labels.engine.data import prepare_data
 
     cfg = load_config(config, sets)
@@ -369,8 +367,7 @@ def ce_head(train_x, train_y, data, config: Path | None, sets: list[str]):
     """The ``ce`` row's model and recipe trained on given samples (no noise injected, no meta set)."""
     import numpy as np
 
-    from noisy_labels.config import load_config
-    from noisy_labels.engine import run_experiment
+    from noisy_labels.engine import load_config, run_experiment
 
     recipe = [
         s for s in sets if not s.startswith(("noise.", "meta.", "dataset=", "dataset_options", "root="))

@@ -19,8 +19,7 @@ def one_torch_thread():
 
 def three_epochs_and_two_plus_one(tmp_path, settings: list[str]):
     """``(full, resumed, checkpointed method state)``: 3 epochs in one go, and 2 epochs resumed for a 3rd."""
-    from noisy_labels.config import load_config
-    from noisy_labels.engine import run_experiment
+    from noisy_labels.engine import load_config, run_experiment
 
     full = run_experiment(load_config(None, [*settings, "epochs=3", f"out={tmp_path / 'full'}"]))
     part = tmp_path / "part"

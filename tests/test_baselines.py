@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from noisy_labels.losses import gce_loss, hard_bootstrap_loss, mae_loss, soft_bootstrap_loss
 from noisy_labels.methods import list_methods
-from noisy_labels.methods.robust_losses import gce_loss, hard_bootstrap_loss, mae_loss, soft_bootstrap_loss
 
 LOGITS = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]])
 LABELS = torch.tensor([1, 2])

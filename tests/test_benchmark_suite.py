@@ -94,7 +94,7 @@ def test_readme_headline_is_rewritten_between_its_markers_only(tmp_path):
 def test_oracle_filter_keeps_exactly_the_rightly_labelled_samples(tmp_path, monkeypatch):
     import torch
 
-    from noisy_labels.config import load_config
+    from noisy_labels.engine import load_config
     from noisy_labels.engine.data import prepare_data
 
     monkeypatch.setitem(suite.SETTINGS, "digits_sym50", DIGITS)

@@ -181,7 +181,8 @@ def test_import_needs_only_core_dependencies():
     code = (
         "import sys; sys.modules['PIL'] = None; sys.modules['torchvision'] = None; "
         "sys.modules['tensorboard'] = None; import noisy_labels, noisy_labels.data, noisy_labels.engine, "
-        "noisy_labels.methods, noisy_labels.models, noisy_labels.noise, noisy_labels.cli, noisy_labels.report"
+        "noisy_labels.methods, noisy_labels.models, noisy_labels.data.noise, noisy_labels.cli, "
+        "noisy_labels.report"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

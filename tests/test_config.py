@@ -4,10 +4,10 @@ from noisy_labels.config import (
     ConfigError,
     config_from_dict,
     config_to_dict,
-    load_config,
     params_from_dict,
     parse_overrides,
 )
+from noisy_labels.engine import load_config
 from noisy_labels.methods import get_method_class
 
 
@@ -51,6 +51,12 @@ def test_yaml_file_then_overrides(tmp_path):
         ("bootstrap_soft.bta=0.5", r"bootstrap_soft\.bta"),
         ("gce.q=high", r"gce\.q: expected float"),
         ("noise=3", "noise must be a mapping"),
+        # a method's Params check their values when built, so a bad value fails before any data loads
+        ("dividemix.view=blurry", r"dividemix\.view must be one of"),
+        ("rmnwnet.warmup_max_share=2", r"rmnwnet\.warmup_max_share must be in \(0, 1\]"),
+        ("dmlp.then=dmlp", r"dmlp\.then cannot be 'dmlp'"),
+        ("dmlp.momentum=1.5", r"dmlp\.momentum \(eta_E\) must lie in \[0, 1\]"),
+        ("mwnet2.lr=1", "unknown method section 'mwnet2'"),
     ],
 )
 def test_bad_configs_name_the_problem(override, message):

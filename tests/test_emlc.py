@@ -19,11 +19,9 @@ from torch import nn
 from torch.func import functional_call
 
 import noisy_labels.methods.emlc as emlc_module
-from noisy_labels.config import load_config
-from noisy_labels.engine import run_experiment
-from noisy_labels.engine.data import prepare_data
-from noisy_labels.engine.loop import Batch, Engine
-from noisy_labels.engine.run import build_method, seed_everything
+from noisy_labels.engine import build_experiment, load_config, run_experiment
+from noisy_labels.engine.loop import Batch
+from noisy_labels.losses import soft_cross_entropy
 from noisy_labels.meta import (
     StudentStep,
     discounts,
@@ -33,12 +31,11 @@ from noisy_labels.meta import (
     mixed_hessian_backward,
     parameters_of,
     snapshot,
-    soft_cross_entropy,
 )
 from noisy_labels.methods import get_method_class, list_methods
-from noisy_labels.methods.emlc import GatedTeacher, inject_noise
+from noisy_labels.methods.emlc import inject_noise
 from noisy_labels.metrics import roc_auc
-from noisy_labels.models import create_model
+from noisy_labels.models import GatedTeacher, create_model
 from shared_settings import MNIST_UNIF60, one_torch_thread, three_epochs_and_two_plus_one
 
 TOL = 1e-8
@@ -298,23 +295,20 @@ def test_command_line_contract(tmp_path, capsys):
 @pytest.mark.parametrize("setting", ["emlc.injection=flip", "emlc.steps=0", "mlc.meta_loss=mse"])
 def test_bad_settings_are_clear_errors(tmp_path, setting):
     method = setting.split(".")[0]
-    cfg = load_config(None, [*DIGITS, f"method={method}", setting, f"out={tmp_path / 'r'}"])
-    with pytest.raises(ValueError, match=setting.split("=")[0]):
-        run_experiment(cfg)
+    with pytest.raises(ValueError, match=setting.split("=")[0]):  # when the config is read
+        load_config(None, [*DIGITS, f"method={method}", setting, f"out={tmp_path / 'r'}"])
 
 
 def float64_emlc(*settings):
     """A built EMLC on digits (an MLP with BatchNorm) in float64, with float64 meta batches."""
     model = ["model.name=mlp", "model.params={hidden: [16], batchnorm: true}", "batch_size=32"]
     cfg = load_config(None, [*DIGITS, *model, "method=emlc", *settings])
-    seed_everything(0)
-    data = prepare_data(cfg, torch.device("cpu"), corrupt_meta=False)
-    engine = Engine(cfg, data, torch.device("cpu"))
-    built = build_method(cfg, engine)
+    run = build_experiment(cfg)
+    engine, built = run.engine, run.method
     for module in built.eval_modules():
         module.double().train()
-    draw = engine.meta_batch
-    engine.meta_batch = lambda *a, **k: (lambda x, y: (x.double(), y))(*draw(*a, **k))
+    draw = run.ctx.meta_batch
+    run.ctx.meta_batch = lambda *a, **k: (lambda x, y: (x.double(), y))(*draw(*a, **k))
     return built, engine
 
 

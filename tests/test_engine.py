@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from noisy_labels.config import load_config
-from noisy_labels.engine import run_experiment
+from noisy_labels.engine import load_config, run_experiment
 
 FAST = ["dataset=digits", "epochs=3", "quiet=true", "noise.rate=0.4", "batch_size=64"]
 

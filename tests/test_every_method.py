@@ -6,8 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from noisy_labels.config import load_config
-from noisy_labels.engine import run_experiment
+from noisy_labels.engine import load_config, run_experiment
 from noisy_labels.methods import list_methods
 from shared_settings import settings_for
 

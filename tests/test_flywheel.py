@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from noisy_labels import cli
-from noisy_labels.config import ConfigError, load_config
-from noisy_labels.engine import Engine, prepare_data, run_experiment
-from noisy_labels.engine.run import build_method, seed_everything
+from noisy_labels.config import ConfigError
+from noisy_labels.engine import Engine, build_experiment, load_config, run_experiment
+from noisy_labels.losses import mean_soft_cross_entropy
 from noisy_labels.methods import flywheel as fw
 from noisy_labels.methods._selection import mix_pairs
 from noisy_labels.methods.flywheel_em import (
@@ -26,7 +26,6 @@ from noisy_labels.methods.flywheel_em import (
     refurbished_targets,
     update_gamma,
 )
-from noisy_labels.methods.robust_losses import mean_soft_cross_entropy
 from noisy_labels.metrics import transition_error
 from noisy_labels.ssl.simclr import nt_xent_loss
 
@@ -205,9 +204,8 @@ DIGITS = ["dataset=digits", "model.name=mlp", "quiet=true", "batch_size=64", "ch
 
 def _method(*settings):
     cfg = load_config(None, [*DIGITS, "method=flywheel", *settings])
-    seed_everything(cfg.seed)
-    engine = Engine(cfg, prepare_data(cfg, torch.device("cpu"), corrupt_meta=False), torch.device("cpu"))
-    return engine, build_method(cfg, engine)
+    run = build_experiment(cfg)
+    return run.engine, run.method
 
 
 def test_registered_configurable_and_listed(capsys):
@@ -279,7 +277,7 @@ def test_warmup_boundary_is_the_papers_initialisation():
     m.f.eval()
     with torch.no_grad():
         f_prob = m.aux_prediction()  # features: the weak view is the identity, so this is deterministic
-        g_prob = F.softmax(engine.predict(m.g, engine.data.train_x), 1)
+        g_prob = F.softmax(engine.ctx.predict(m.g, engine.data.train_x), 1)
     f_acc = (f_prob.argmax(1) == engine.data.train_y).float().mean()  # gamma's initial value
     p_noisy = g_prob.gather(1, engine.data.train_y[:, None])
     expected_q = clean_posterior(f_acc, p_noisy.squeeze(1), 1.0 / engine.num_classes)

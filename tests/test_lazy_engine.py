@@ -70,8 +70,7 @@ def _run(tmp_path, root, *sets):
 
 
 def test_lazy_images_decode_per_batch_and_batches_are_class_balanced(clothing):
-    from noisy_labels.config import load_config
-    from noisy_labels.engine import Engine, prepare_data
+    from noisy_labels.engine import Engine, load_config, prepare_data
 
     sets = ["dataset=clothing1m", f"root={clothing}", "dataset_options={image_size: 16, resize: 16}",
             "noise.protocol=none", "meta.size=14", "batch_size=14", "batches_per_epoch=3"]  # fmt: skip

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from noisy_labels.losses import mae_loss
 from noisy_labels.meta import (
-    WeightNet,
     buffers_of,
     capture_rng,
     functional_forward,
@@ -23,8 +23,7 @@ from noisy_labels.meta import (
     weight_grad,
     weight_grad_second_order,
 )
-from noisy_labels.methods.robust_losses import mae_loss
-from noisy_labels.models import create_model
+from noisy_labels.models import WeightNet, create_model
 
 LR = 0.3
 TOL = 1e-8

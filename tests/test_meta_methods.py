@@ -17,11 +17,8 @@ import pytest
 import torch
 
 import noisy_labels.methods.meta_weighting as meta_weighting
-from noisy_labels.config import load_config
-from noisy_labels.engine import run_experiment
-from noisy_labels.engine.data import prepare_data
-from noisy_labels.engine.loop import Batch, Engine
-from noisy_labels.engine.run import build_method, seed_everything
+from noisy_labels.engine import build_experiment, load_config, run_experiment
+from noisy_labels.engine.loop import Batch
 from noisy_labels.meta import WeightGrad
 from noisy_labels.methods import get_method_class, list_methods
 from noisy_labels.methods.l2b import l2b_weights
@@ -69,9 +66,8 @@ def test_meta_set_is_required(tmp_path):
 )
 def test_bad_choices_are_clear_errors(tmp_path, setting, message):
     method = setting.split(".")[0]
-    cfg = load_config(None, [*DIGITS, f"method={method}", setting, f"out={tmp_path / 'r'}"])
-    with pytest.raises(ValueError, match=message):
-        run_experiment(cfg)
+    with pytest.raises(ValueError, match=message):  # when the config is read
+        load_config(None, [*DIGITS, f"method={method}", setting, f"out={tmp_path / 'r'}"])
 
 
 def test_resume_restores_the_weighting_network_and_weights(tmp_path):
@@ -90,14 +86,12 @@ def float64_method(method, meta_grad, *settings):
     cfg = load_config(
         None, [*DIGITS, *model, f"method={method}", f"{method}.meta_grad={meta_grad}", *settings]
     )
-    seed_everything(0)
-    data = prepare_data(cfg, torch.device("cpu"), corrupt_meta=get_method_class(method).corrupt_meta_default)
-    engine = Engine(cfg, data, torch.device("cpu"))
-    built = build_method(cfg, engine)
+    run = build_experiment(cfg)
+    engine, built = run.engine, run.method
     for module in built.eval_modules():
         module.double().train()
-    draw = engine.meta_batch
-    engine.meta_batch = lambda *a, **k: (lambda x, y: (x.double(), y))(*draw(*a, **k))
+    draw = run.ctx.meta_batch
+    run.ctx.meta_batch = lambda *a, **k: (lambda x, y: (x.double(), y))(*draw(*a, **k))
     return built, engine
 
 

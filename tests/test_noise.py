@@ -239,12 +239,6 @@ def test_to_dict_and_json(draws):
     json.dumps(draws["human"][1].to_dict())
 
 
-def test_alias_module():
-    import noisy_labels.noise as alias
-
-    assert alias.apply_noise is apply_noise and alias.PROTOCOLS is PROTOCOLS
-
-
 LABELS = np.array([0, 1, 2, 1, 0])
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from noisy_labels.config import load_config
 from noisy_labels.data.noise import PROTOCOLS, apply_noise
 from noisy_labels.data.registry import KNOWN_DATASETS
+from noisy_labels.engine import load_config
 from noisy_labels.engine.lazy import LAZY_DATASETS
 from noisy_labels.models import list_models
 

@@ -13,9 +13,8 @@ import torch.nn.functional as F
 import yaml
 from sklearn.mixture import GaussianMixture
 
-from noisy_labels.config import load_config
-from noisy_labels.engine import Engine, prepare_data, run_experiment
-from noisy_labels.engine.run import build_method, seed_everything
+from noisy_labels.engine import build_experiment, load_config, run_experiment
+from noisy_labels.losses import elr_regularizer
 from noisy_labels.methods import list_methods
 from noisy_labels.methods._selection import (
     clean_probability,
@@ -27,7 +26,7 @@ from noisy_labels.methods._selection import (
 from noisy_labels.methods.cdr import critical_mask, mask_noncritical_gradients
 from noisy_labels.methods.coteaching import exchange_small_loss, keep_rate, loss_quantiles
 from noisy_labels.methods.dividemix import default_lambda_u, mixmatch_loss
-from noisy_labels.methods.elr import elr_regularizer, ema_update, update_targets
+from noisy_labels.methods.elr import ema_update, update_targets
 from noisy_labels.metrics import cleanness_auc
 
 METHODS = ["coteaching", "dividemix", "elr", "elr_plus", "cdr"]
@@ -51,14 +50,13 @@ METHOD_SETTINGS = {"dividemix": ["dividemix.warmup_epochs=5"], "cdr": ["cdr.sign
 def build(*settings: str):
     """An engine and a set-up method, without a run directory."""
     cfg = load_config(None, ["dataset=digits", "model.name=mlp", "noise.rate=0.5", "quiet=true", *settings])
-    seed_everything(cfg.seed)
-    engine = Engine(cfg, prepare_data(cfg, torch.device("cpu"), corrupt_meta=False), torch.device("cpu"))
-    return engine, build_method(cfg, engine)
+    run = build_experiment(cfg)
+    return run.engine, run.method
 
 
 def train_epochs(engine, method, epochs: int) -> None:
     for epoch in range(epochs):
-        engine.epoch = epoch
+        engine.ctx.clock.epoch = epoch
         engine.train_epoch(method, epoch)
 
 
@@ -170,9 +168,9 @@ def test_co_divide_separates_noisy_labels_and_reads_train_labels():
     assert method.clean_prob.shape == (2, engine.num_train)
     assert cleanness_auc(method.cleanness(), noisy, clean) > 0.85
     assert (method.corrected_labels() == clean.numpy()).mean() > (noisy == clean).float().mean().item() + 0.2
-    method.train_labels = lambda: clean  # DMLP-X: purified labels for the whole-set pass
+    method.ctx = method.ctx.with_train_labels(clean)  # DMLP-X: purified labels for the whole-set pass
     method.co_divide()
-    losses, _ = per_sample_losses(engine, method.net2, clean)
+    losses, _ = per_sample_losses(engine.ctx, method.net2, clean)
     torch.testing.assert_close(method.clean_prob[1], clean_probability(losses))
     kept = method.clean_prob.mean(0) > 0.5
     assert np.array_equal(method.corrected_labels()[kept.numpy()], clean[kept].numpy())

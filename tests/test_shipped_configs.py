@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from noisy_labels.config import load_config
+from noisy_labels.engine import load_config
 from noisy_labels.engine.run import default_run_dir
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))

@@ -116,7 +116,7 @@ def test_clone_pickle_pipeline_cross_val_score(fitted, digits):
         copy.predict_proba(digits["x_test"]), fitted.predict_proba(digits["x_test"])
     )
     np.testing.assert_array_equal(copy.label_issues_, fitted.label_issues_)
-    assert copy.network_.engine is None  # no training data inside the pickle
+    assert copy.network_.ctx is None  # no training data inside the pickle
     fresh = clone(fitted)
     assert fresh.get_params() == fitted.get_params() and not hasattr(fresh, "classes_")
     pipe = make_pipeline(StandardScaler(), NoisyLabelClassifier(epochs=5, random_state=0))

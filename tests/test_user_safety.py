@@ -12,8 +12,7 @@ import yaml
 
 from noisy_labels import find_label_issues
 from noisy_labels.cli import main
-from noisy_labels.config import load_config
-from noisy_labels.engine import run_experiment
+from noisy_labels.engine import load_config, run_experiment
 from noisy_labels.issue_report import write_issues_csv
 
 QUICK = ["--set", "dataset=digits", "--set", "train_subset=300", "--set", "epochs=2", "--set", "quiet=true"]

@@ -6,6 +6,7 @@ says how to fix it, so bad data fails loudly instead of giving a silently wrong 
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -40,8 +41,6 @@ def read_user_file(path: str | Path, what: str, reader: Callable[[Path], T]) -> 
 
 def _problem(exc: Exception) -> str:
     """What went wrong while reading a file, as one short line."""
-    import zipfile
-
     if isinstance(exc, EOFError):
         return "the file is empty or truncated."
     if isinstance(exc, zipfile.BadZipFile):

@@ -1,7 +1,7 @@
 """The ``noisy-labels`` command line.
 
-Each sub-command is one small function ``cmd_<name>(args)``; ``main`` only parses and dispatches, so the
-commands stay testable as plain functions.
+Each sub-command is one small function ``cmd_<name>(args)``, whose one-line docstring is its summary in
+``--help``; ``main`` only parses and dispatches, so the commands stay testable as plain functions.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,7 @@ def _refuse_overwrite(path: Path, overwrite: bool) -> None:
 
 
 def cmd_noise(args: argparse.Namespace) -> None:
+    """turn clean labels into noisy ones with a named protocol"""
     from .data.noise import apply_noise
 
     labels = _load_array_input(args.labels, "labels", key="y")
@@ -73,6 +74,7 @@ def cmd_noise(args: argparse.Namespace) -> None:
 
 
 def cmd_data(args: argparse.Namespace) -> None:
+    """load a data set and print a summary"""
     from .data.registry import describe, load_dataset
 
     bundle = load_dataset(args.dataset, args.root, download=args.download)
@@ -80,14 +82,16 @@ def cmd_data(args: argparse.Namespace) -> None:
 
 
 def cmd_methods(args: argparse.Namespace) -> None:
+    """list the registered methods"""
     from .methods import list_methods
 
     print("\n".join(list_methods()))
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from .config import load_config
+    """run one experiment from a YAML config and/or --set overrides"""
     from .engine import run_experiment
+    from .engine.build import load_config
 
     changes = None
     if args.resume:
@@ -110,6 +114,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
+    """the methods side by side on the embedded digits data (about a minute)"""
     from .demo import DEMO_METHODS, TITLE, run_demo
 
     methods = args.methods.split(",") if args.methods else DEMO_METHODS
@@ -121,6 +126,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    """markdown table and plots over finished runs"""
     from .report import write_report
 
     out = Path(args.out) if args.out else Path(args.runs[0]).parent / "report"
@@ -129,9 +135,16 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"written to {path}")
 
 
+def _command(sub, func: Callable[[argparse.Namespace], None]) -> argparse.ArgumentParser:
+    """The parser of the sub-command that ``func`` (``cmd_<name>``) runs; its docstring is the summary."""
+    p = sub.add_parser(func.__name__.removeprefix("cmd_"), help=func.__doc__)
+    p.set_defaults(func=func)
+    return p
+
+
 def _add_run_parsers(sub) -> None:
-    sub.add_parser("methods", help="list the registered methods").set_defaults(func=cmd_methods)
-    p = sub.add_parser("run", help="run one experiment from a YAML config and/or --set overrides")
+    _command(sub, cmd_methods)
+    p = _command(sub, cmd_run)
     p.add_argument("config", nargs="?", help="YAML config (optional: every key has a default)")
     p.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. noise.rate=0.8"
@@ -144,26 +157,23 @@ def _add_run_parsers(sub) -> None:
         "checkpoint_every",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
-    p.set_defaults(func=cmd_run)
-    p = sub.add_parser("demo", help="the methods side by side on the embedded digits data (about a minute)")
+    p = _command(sub, cmd_demo)
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--methods", help="comma-separated method names (default: the demo's eight)")
     p.add_argument(
         "--workers", type=_count, default=2, help="parallel runs, one torch thread each (default 2)"
     )
     p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=cmd_demo)
-    p = sub.add_parser("report", help="markdown table and plots over finished runs")
+    p = _command(sub, cmd_report)
     p.add_argument("runs", nargs="+", help="run directories")
     p.add_argument("--out", help="report folder (default: report/ beside the first run)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier report (its own files only)")
-    p.set_defaults(func=cmd_report)
 
 
 def _add_noise_parser(sub) -> None:
     from .data.noise import PROTOCOLS
 
-    p = sub.add_parser("noise", help="turn clean labels into noisy ones with a named protocol")
+    p = _command(sub, cmd_noise)
     p.add_argument("--labels", required=True, help="clean labels, .npy of integers 0..C-1")
     p.add_argument("--num-classes", type=_count, required=True)
     p.add_argument("--protocol", required=True, choices=sorted(PROTOCOLS))
@@ -176,11 +186,10 @@ def _add_noise_parser(sub) -> None:
     p.add_argument("--features", help="for 'instance': .npy of per-sample features (N, d)")
     p.add_argument("--out", required=True, help="output .npy; a .json record is written beside it")
     p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=cmd_noise)
 
 
 def _add_data_parser(sub) -> None:
-    p = sub.add_parser("data", help="load a data set and print a summary")
+    p = _command(sub, cmd_data)
     p.add_argument(
         "dataset",
         nargs="?",
@@ -189,7 +198,6 @@ def _add_data_parser(sub) -> None:
     )
     p.add_argument("--root", help="folder holding the data files")
     p.add_argument("--download", action="store_true", help="download missing official files (checksummed)")
-    p.set_defaults(func=cmd_data)
 
 
 def _load_array_input(path: str, what: str, *, key: str = "x") -> np.ndarray:
@@ -211,6 +219,7 @@ def _load_array_input(path: str, what: str, *, key: str = "x") -> np.ndarray:
 
 
 def cmd_purify(args: argparse.Namespace) -> None:
+    """correct noisy labels from features and a small clean set (DMLP); CSV + soft labels"""
     from dataclasses import asdict
 
     from .config import params_from_dict, parse_overrides
@@ -241,7 +250,9 @@ def cmd_purify(args: argparse.Namespace) -> None:
 
 
 def cmd_features(args: argparse.Namespace) -> None:
-    from .ssl import SimCLRParams, make_feature_file
+    """run a backbone over a data set and cache its features as .npz"""
+    from .engine.features import make_feature_file
+    from .ssl import SimCLRParams
 
     simclr = None
     if args.simclr:
@@ -271,9 +282,7 @@ def cmd_features(args: argparse.Namespace) -> None:
 
 
 def _add_purify_parser(sub) -> None:
-    p = sub.add_parser(
-        "purify", help="correct noisy labels from features and a small clean set (DMLP); CSV + soft labels"
-    )
+    p = _command(sub, cmd_purify)
     p.add_argument("--features", required=True, help="training features, .npy (N, d) (or .npz key 'x')")
     p.add_argument("--labels", required=True, help="their given (noisy) labels, .npy of integers 0..C-1")
     p.add_argument("--clean-features", required=True, help="features of the trusted clean set, .npy (n, d)")
@@ -293,11 +302,10 @@ def _add_purify_parser(sub) -> None:
     p.add_argument("--threads", type=_count, help="torch CPU threads (1 is fastest on a busy machine)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_purify)
 
 
 def _add_features_parser(sub) -> None:
-    p = sub.add_parser("features", help="run a backbone over a data set and cache its features as .npz")
+    p = _command(sub, cmd_features)
     p.add_argument("--dataset", required=True, help="mnist, cifar10, digits, ... or a path")
     p.add_argument("--root", help="folder holding the data files")
     p.add_argument(
@@ -316,10 +324,10 @@ def _add_features_parser(sub) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--overwrite", action="store_true", help="recompute even if --out exists")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_features)
 
 
 def cmd_issues(args: argparse.Namespace) -> None:
+    """rank likely mislabelled samples from features (CSV; image gallery if paths given)"""
     from .config import parse_overrides
     from .issue_report import read_image_paths, write_gallery_html, write_gallery_png, write_issues_csv
     from .sklearn import NoisyLabelClassifier
@@ -365,9 +373,7 @@ def cmd_issues(args: argparse.Namespace) -> None:
 
 
 def _add_issues_parser(sub) -> None:
-    p = sub.add_parser(
-        "issues", help="rank likely mislabelled samples from features (CSV; image gallery if paths given)"
-    )
+    p = _command(sub, cmd_issues)
     p.add_argument("--features", required=True, help="features, .npy (N, d) (or .npz key 'x')")
     p.add_argument("--labels", required=True, help="their given labels, .npy (integers 0..K-1 or strings)")
     p.add_argument("--num-classes", type=_count, help="class count, if some classes 0..K-1 have no sample")
@@ -385,7 +391,6 @@ def _add_issues_parser(sub) -> None:
     p.add_argument("--show", type=_count, default=10, help="suspects to print")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_issues)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,8 +16,9 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from .config import load_config
-from .engine import run_experiment
+import torch
+
+from .engine import load_config, run_experiment
 from .report import load_run, plot_curves, summary_table
 
 REFERENCE = "ce"  # cross-entropy on the given (noisy) labels: the first row, the bar to beat
@@ -48,8 +49,6 @@ TABLE_COLUMNS = [  # report.COLUMNS' metrics, named in full
 
 def _one_thread() -> None:
     """Worker initialiser: one torch thread per run, so ``workers`` runs share as many cores."""
-    import torch
-
     torch.set_num_threads(1)
 
 

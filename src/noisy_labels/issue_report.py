@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._files import save_figure
 from ._validation import read_user_file
 
 __all__ = ["read_image_paths", "write_gallery_html", "write_gallery_png", "write_issues_csv"]
@@ -166,9 +167,4 @@ def write_gallery_png(
         except OSError:
             ax.text(0.5, 0.5, "image\nnot found", ha="center", va="center", transform=ax.transAxes)
         ax.set_title(f"#{rank} ({i})\n{given[i]} -> {suggested[i]}  q={quality[i]:.2f}", fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

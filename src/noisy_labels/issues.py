@@ -26,24 +26,13 @@ from ._validation import (
     check_labels,
     infer_num_classes,
 )
+from .metrics import rank_issues  # re-exported: part of this module's public names
 
 __all__ = ["RANKED_BY", "find_label_issues", "get_label_quality_scores", "rank_issues"]
 
 #: Accepted ``return_indices_ranked_by`` values. ``self_confidence`` (cleanlab's default ranking, the
 #: probability of the given label) is an alias of ``label_quality``, which is the method's estimate of it.
 RANKED_BY = ("label_quality", "self_confidence")
-
-
-def rank_issues(given: np.ndarray, corrected: np.ndarray, quality: np.ndarray) -> np.ndarray:
-    """Indices whose corrected label differs from the given one, lowest label quality first (stable).
-
-    The one ranking rule of the library (estimator, ``find_label_issues``, ``noisy-labels purify``).
-
-    >>> rank_issues(np.array([0, 1, 1, 0]), np.array([1, 1, 0, 1]), np.array([0.4, 0.9, 0.1, 0.4])).tolist()
-    [2, 0, 3]
-    """
-    flagged = np.flatnonzero(corrected != given)
-    return flagged[np.argsort(quality[flagged], kind="stable")].astype(np.int64)
 
 
 def find_label_issues(

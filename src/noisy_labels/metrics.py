@@ -1,7 +1,8 @@
 """Evaluation metrics for learning with noisy labels (numpy in, numpy out).
 
 Everything takes numpy arrays or torch tensors (converted on entry) and returns Python floats, so the
-engine, the reports and users' own pipelines all compute the same numbers.
+engine, the reports and users' own pipelines all compute the same numbers; :func:`rank_issues` is the
+library's one ranking of suspected label issues (an index array).
 """
 
 from __future__ import annotations
@@ -145,3 +146,15 @@ def best_and_last(history: Sequence[float]) -> tuple[float, float]:
     if not values:
         raise ValueError("history has no finite values.")
     return float(max(values)), float(values[-1])
+
+
+def rank_issues(given: np.ndarray, corrected: np.ndarray, quality: np.ndarray) -> np.ndarray:
+    """Indices whose corrected label differs from the given one, lowest label quality first (stable).
+
+    The one ranking rule of the library (estimator, ``find_label_issues``, ``noisy-labels purify``).
+
+    >>> rank_issues(np.array([0, 1, 1, 0]), np.array([1, 1, 0, 1]), np.array([0.4, 0.9, 0.1, 0.4])).tolist()
+    [2, 0, 3]
+    """
+    flagged = np.flatnonzero(corrected != given)
+    return flagged[np.argsort(quality[flagged], kind="stable")].astype(np.int64)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ._files import save_figure
 from ._validation import read_user_file
 from .config import read_yaml_file
 
@@ -168,12 +169,7 @@ def plot_curves(
     ax.set_title(title or key.replace("_", " "))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path, dpi=120)
 
 
 def _one_setting_but_method(runs: list[Run]) -> bool:

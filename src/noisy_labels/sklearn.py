@@ -27,6 +27,7 @@ import contextlib
 from typing import Any
 
 import numpy as np
+import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
@@ -37,7 +38,11 @@ from ._validation import (
     check_same_columns,
     check_same_length,
 )
-from .issues import rank_issues
+from .engine.build import build_experiment, checked_config
+from .engine.data import prepare_arrays
+from .engine.loop import resolve_device
+from .methods import Method, get_method_class, list_methods
+from .metrics import rank_issues
 
 __all__ = ["AUTO_METHOD", "NoisyLabelClassifier", "auto_batch_size", "feature_methods"]
 
@@ -58,8 +63,6 @@ def auto_batch_size(num_train: int) -> int:
 
 def feature_methods() -> list[str]:
     """Names of the registered methods that train on feature vectors (what ``method=`` accepts)."""
-    from .methods import get_method_class, list_methods
-
     return [name for name in list_methods() if get_method_class(name).supports_features]
 
 
@@ -215,8 +218,6 @@ class NoisyLabelClassifier(ClassifierMixin, BaseEstimator):
             )
         x_clean, yc_idx = self._clean_set(x, classes, X_clean, y_clean)
         name = self._resolve_method(x_clean is not None)
-        from .methods import get_method_class
-
         uses_meta = get_method_class(name).requires_meta
         n = len(y_idx)
         if x_clean is not None and not uses_meta:  # a method without a meta set learns from both
@@ -254,8 +255,6 @@ class NoisyLabelClassifier(ClassifierMixin, BaseEstimator):
         return x_clean, np.searchsorted(classes, yc)
 
     def _resolve_method(self, has_clean: bool) -> str:
-        from .methods import get_method_class, list_methods
-
         if self.method == "auto":
             return AUTO_METHOD
         if not isinstance(self.method, str) or self.method not in list_methods():
@@ -276,8 +275,6 @@ class NoisyLabelClassifier(ClassifierMixin, BaseEstimator):
         return self.method
 
     def _config(self, name: str, seed: int, num_train: int, meta_size: int):
-        from .config import config_from_dict
-
         params = {**RECOMMENDED_PARAMS.get(name, {}), **dict(self.method_params or {})}
         rate = 0.2 if self.noise_rate is None else self.noise_rate
         tree = {
@@ -294,13 +291,11 @@ class NoisyLabelClassifier(ClassifierMixin, BaseEstimator):
             "device": self.device,
             "quiet": not self.verbose,
         }
-        return config_from_dict(tree)
+        return checked_config(tree)
 
     # ------------------------------------------------------------------------------------ predict
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities ``(N, K)``, columns in the order of ``classes_``."""
-        import torch
-
         check_is_fitted(self)
         x = check_feature_matrix(X, name="X")
         validate_data(self, X, skip_check_array=True, reset=False)
@@ -318,33 +313,22 @@ class NoisyLabelClassifier(ClassifierMixin, BaseEstimator):
 # ------------------------------------------------------------------------------------------ helpers
 def _train(cfg, x, y, x_clean, y_clean, classes):
     """Build the engine on the arrays and train; global random states are restored afterwards."""
-    import torch
-
-    from .engine.data import prepare_arrays
-    from .engine.loop import Engine, resolve_device
-    from .engine.run import build_method, seed_everything
-
     device = resolve_device(cfg.device)
     devices = [device.index or 0] if device.type == "cuda" else []
     numpy_state = np.random.get_state()
     with torch.random.fork_rng(devices=devices):
         try:
-            seed_everything(cfg.seed)
-            data = prepare_arrays(
-                cfg, device, x, y, x_clean=x_clean, y_clean=y_clean, classes=tuple(map(str, classes))
-            )
-            engine = Engine(cfg, data, device)
-            method = build_method(cfg, engine)
-            summary = engine.fit(method, None)
+            names = tuple(map(str, classes))
+            data = prepare_arrays(cfg, device, x, y, x_clean=x_clean, y_clean=y_clean, classes=names)
+            run = build_experiment(cfg, device=device, data=data)
+            summary = run.engine.fit(run.method, None)
         finally:
             np.random.set_state(numpy_state)
-    return method, data, summary
+    return run.method, run.data, summary
 
 
 def _predict_logits(method, x, chunk: int = 4096):
     """The method's logits for prepared inputs, in evaluation mode, without gradients (CPU tensor)."""
-    import torch
-
     modules = method.eval_modules()
     device = next((p.device for m in modules for p in m.parameters()), torch.device("cpu"))
     for m in modules:
@@ -372,11 +356,9 @@ def _per_sample_outputs(method, data) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _detach(method) -> None:
-    """Drop the method's (and its inner methods') reference to the training engine and data."""
-    from .methods.base import Method
-
+    """Drop the method's (and its inner methods') reference to the training context and its data."""
     for obj in (method, *(v for v in vars(method).values() if isinstance(v, Method))):
         with contextlib.suppress(AttributeError):
-            obj.engine = None
+            obj.ctx = None
     for m in method.eval_modules():
         m.eval()

@@ -15,8 +15,10 @@ from __future__ import annotations
 import pickle
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
 from .._validation import check_labels
 from .download import restricted_loads
@@ -44,12 +46,10 @@ _NUM_TRAIN = 50000
 
 def _torch_load(path: Path) -> dict:
     """``torch.load(weights_only=True)`` allowing numpy's array reconstruction and integer dtypes only."""
-    import torch
-
     reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]
     int_dtypes = [type(np.dtype(t)) for t in ("i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8")]
     # Files written with numpy 1.x name the rebuilder numpy.core.multiarray._reconstruct; numpy 2 moved it.
-    allow = [
+    allow: list[Any] = [
         (reconstruct, "numpy.core.multiarray._reconstruct"),
         (reconstruct, "numpy._core.multiarray._reconstruct"),
         np.ndarray,

@@ -7,6 +7,8 @@ and smoke tests: every method runs on it in seconds on a CPU.
 from __future__ import annotations
 
 import numpy as np
+from sklearn.datasets import load_digits as sklearn_digits
+from sklearn.model_selection import train_test_split
 
 from .base import ArrayDataset, DataBundle
 
@@ -41,9 +43,6 @@ def load_digits(*, form: str = "features", test_size: int = 500, seed: int = 0) 
     >>> bundle.train.x.shape, bundle.test.x.shape
     ((1297, 64), (500, 64))
     """
-    from sklearn.datasets import load_digits as sklearn_digits
-    from sklearn.model_selection import train_test_split
-
     if form not in ("features", "images"):
         raise ValueError(f"form must be 'features' or 'images', got {form!r}.")
     data = sklearn_digits()

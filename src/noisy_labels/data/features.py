@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -82,7 +83,7 @@ def _pick(arrays, keys: tuple[str, ...], path: Path, required: bool):
     return None
 
 
-def _load_array(path: Path) -> np.ndarray:
+def _load_array(path: Path) -> Any:  # an array (.npy) or an NpzFile, a context manager (.npz)
     # object arrays need pickle, which is refused on purpose: store numbers, or class names as str arrays
     return read_user_file(path, "array file", lambda p: np.load(p, allow_pickle=False))
 

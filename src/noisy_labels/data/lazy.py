@@ -174,9 +174,10 @@ class ImageListDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int):
-        image = read_image(self.paths[index], self.image_size, resize=self.resize, mode=self.mode)
+        pixels = read_image(self.paths[index], self.image_size, resize=self.resize, mode=self.mode)
+        image: np.ndarray | torch.Tensor = pixels
         if self.as_tensor:
-            image = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+            image = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
         if self.transform is not None:
             image = self.transform(image)
         return image, int(self.labels[index]), int(index)

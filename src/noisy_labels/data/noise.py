@@ -52,6 +52,7 @@ from .._validation import check_features, check_labels, check_num_classes, check
 from .cifar import CIFAR100_FINE_TO_COARSE
 
 __all__ = [
+    "ASYMMETRIC_STRUCTURE",
     "PROTOCOLS",
     "NoiseResult",
     "apply_noise",
@@ -65,6 +66,14 @@ __all__ = [
 _CIFAR10_ASYMMETRIC = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
 # Patrini et al. 2017 (forward correction), MNIST: 2 -> 7, 3 -> 8, 5 <-> 6, 7 -> 1.
 _MNIST_ASYMMETRIC = {2: 7, 3: 8, 5: 6, 6: 5, 7: 1}
+
+#: The ``asymmetric`` structure (``dataset=``) of each registered data set that has one, by its registry name.
+ASYMMETRIC_STRUCTURE = {
+    "cifar10": "cifar10",
+    "cifar10_features": "cifar10",
+    "cifar100": "cifar100",
+    "mnist": "mnist",
+}
 
 
 def _cifar100_superclass_cycle() -> np.ndarray:
@@ -389,7 +398,7 @@ def _class_dependent(name: str) -> Callable:
 
     protocol.__name__ = name
     protocol.__doc__ = builder.__doc__
-    protocol.__signature__ = inspect.signature(builder)  # for the parameter check in apply_noise
+    protocol.__signature__ = inspect.signature(builder)  # type: ignore[attr-defined]  # for apply_noise's check
     return protocol
 
 

@@ -12,6 +12,7 @@ import inspect
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -94,18 +95,18 @@ def _image_folder(
     mode: str = "RGB",
     max_bytes: int = 2**31,
 ) -> DataBundle:
-    opts = dict(image_size=image_size, resize=resize, mode=mode)
+    def folder(root: Path, **listing: Any) -> Any:
+        return load_image_folder(root, image_size=image_size, resize=resize, mode=mode, **listing)
+
     train_dir = path / "train"
     if not (train_dir.is_dir() and any(p.is_dir() for p in train_dir.iterdir())):
-        return DataBundle(train=to_array_dataset(load_image_folder(path, **opts), max_bytes=max_bytes))
-    train = to_array_dataset(
-        load_image_folder(train_dir, name=f"{path.name}-train", **opts), max_bytes=max_bytes
-    )
+        return DataBundle(train=to_array_dataset(folder(path), max_bytes=max_bytes))
+    train = to_array_dataset(folder(train_dir, name=f"{path.name}-train"), max_bytes=max_bytes)
     test_dir = next((path / d for d in ("test", "val") if (path / d).is_dir()), None)
     test = None
     if test_dir is not None:
         # Only the training classes that the test folder has; labels keep the training indices.
-        listed = load_image_folder(test_dir, classes=train.classes, name=f"{path.name}-test", **opts)
+        listed = folder(test_dir, classes=train.classes, name=f"{path.name}-test")
         test = to_array_dataset(listed, max_bytes=max_bytes)
     return DataBundle(train=train, test=test)
 

@@ -52,6 +52,7 @@ class BatchPreparer:
         if view == "strong":
             x = random_cutout(x, max(1, x.shape[-1] // 2), generator)
             x = random_brightness_contrast(x, 0.4, generator)
+        assert self.mean is not None and self.std is not None  # images always carry their statistics
         x = (x - self.mean.view(1, -1, 1, 1)) / self.std.view(1, -1, 1, 1)
         memory = torch.channels_last if self.channels_last else torch.contiguous_format
         return x.contiguous(memory_format=memory)

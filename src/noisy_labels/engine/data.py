@@ -2,63 +2,33 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import torch
 
+from .._validation import (
+    check_features,
+    check_labels,
+    check_same_columns,
+    check_same_length,
+    infer_num_classes,
+)
 from ..config import Config, ConfigError
+from ..data.noise import ASYMMETRIC_STRUCTURE
+from ..data.registry import load_dataset
+from ..data.split import make_noisy_split
+from .experiment_data import ExperimentData
+from .lazy import LAZY_DATASETS, prepare_lazy_data
 
-
-@dataclass
-class ExperimentData:
-    """Everything the engine trains and evaluates on, already on the device.
-
-    Images are kept as uint8 NHWC (prepared per batch); features as standardised float32.
-    ``train_clean_y`` is known for synthetic noise and CIFAR-N (None for real noisy data sets).
-    """
-
-    train_x: torch.Tensor
-    train_y: torch.Tensor  # the noisy labels the method sees
-    train_clean_y: torch.Tensor | None
-    meta_x: torch.Tensor | None
-    meta_y: torch.Tensor | None
-    test_x: torch.Tensor | None
-    test_y: torch.Tensor | None
-    classes: tuple[str, ...]
-    is_image: bool
-    mean: torch.Tensor | None  # per-channel pixel mean/std in [0, 1] units (images)
-    std: torch.Tensor | None
-    noise_record: dict
-    train_index: np.ndarray  # positions in the original training set
-    meta_index: np.ndarray
-    feature_mean: np.ndarray | None = None  # the standardisation applied to features (to apply to new inputs)
-    feature_std: np.ndarray | None = None
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        """(C, H, W) for images, (D,) for features."""
-        if self.is_image:
-            _, h, w, c = self.train_x.shape
-            return (c, h, w)
-        return (self.train_x.shape[1],)
-
-
-ASYMMETRIC_STRUCTURE = {
-    "cifar10": "cifar10",
-    "cifar10_features": "cifar10",
-    "cifar100": "cifar100",
-    "mnist": "mnist",
-}
+__all__ = ["ExperimentData", "noise_options", "prepare_arrays", "prepare_data", "stratified_subset"]
 
 
 def noise_options(cfg: Config, bundle) -> tuple[str, float, dict]:
     """The protocol, rate and extra parameters ``make_noisy_split`` needs for this config."""
-    protocol, rate, params = cfg.noise.protocol, cfg.noise.rate, {}
+    protocol, rate = cfg.noise.protocol, cfg.noise.rate
+    params: dict[str, Any] = {}
     if protocol == "none":
         return "symmetric", 0.0, params
     if protocol == "human":
@@ -84,8 +54,6 @@ def noise_options(cfg: Config, bundle) -> tuple[str, float, dict]:
 
 def stratified_subset(bundle, size: int, *, seed: int):
     """``size`` training samples, the same fraction of every class, in original order (label sets follow)."""
-    from dataclasses import replace
-
     n = len(bundle.train)
     if size > n:
         raise ValueError(
@@ -104,10 +72,6 @@ def stratified_subset(bundle, size: int, *, seed: int):
 
 
 def prepare_data(cfg: Config, device: torch.device, *, corrupt_meta: bool) -> ExperimentData:
-    from ..data.registry import load_dataset
-    from ..data.split import make_noisy_split
-    from .lazy import LAZY_DATASETS, prepare_lazy_data
-
     if cfg.dataset in LAZY_DATASETS:  # Clothing1M, WebVision: images decoded per batch
         return prepare_lazy_data(cfg, device)
 
@@ -171,21 +135,14 @@ def prepare_arrays(
         From :mod:`noisy_labels._validation`: bad shapes, NaN features, labels out of range, length
         mismatches, or only one of ``x_clean``/``y_clean`` (or ``x_test``/``y_test``).
     """
-    from .._validation import (
-        check_features,
-        check_labels,
-        check_same_columns,
-        check_same_length,
-        infer_num_classes,
-    )
-
     for a, b, names in ((x_clean, y_clean, "x_clean/y_clean"), (x_test, y_test, "x_test/y_test")):
         if (a is None) != (b is None):
             raise ValueError(f"give both or neither of {names}.")
     given = {"y": y, "y_clean": y_clean, "y_test": y_test, "true_y": true_y}
     k = infer_num_classes(None if classes is None else len(classes), **given)
     ys = {name: check_labels(v, k, name=name) for name, v in given.items() if v is not None}
-    y, y_clean, y_test, true_y = (ys.get(name) for name in given)
+    y = ys["y"]
+    y_clean, y_test, true_y = (ys.get(name) for name in ("y_clean", "y_test", "true_y"))
     x = check_features(x, name="x", ndim=(2, 4))
     x_clean, x_test = (
         None if a is None else check_features(a, name=name, ndim=x.ndim)
@@ -237,9 +194,9 @@ def _assemble(
         mean, std = pixels.mean(0), pixels.std(0) + 1e-8
     elif cfg.standardize_features:
         mu, sigma = train_x.mean(0, dtype=np.float64), train_x.std(0, dtype=np.float64) + 1e-6
-        train_x, meta_x, test_x = (
-            (a - mu) / sigma if a is not None else None for a in (train_x, meta_x, test_x)
-        )
+        train_x = (train_x - mu) / sigma
+        meta_x = None if meta_x is None else (meta_x - mu) / sigma
+        test_x = None if test_x is None else (test_x - mu) / sigma
 
     def put(a, dtype=None):
         if a is None:

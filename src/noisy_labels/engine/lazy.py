@@ -20,6 +20,7 @@ The noise is real, so ``noise.protocol`` must be ``none`` and no clean training 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import cast
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ import torch
 from .._validation import check_choice
 from ..config import Config, ConfigError
 from ..data.lazy import ImageListDataset, load_clothing1m, load_webvision_mini, read_image
+from .experiment_data import ExperimentData
 
 LAZY_DATASETS = ("clothing1m", "webvision_mini")
 _STATS_SAMPLE = 500  # images read to estimate the per-channel mean and std
@@ -124,6 +126,8 @@ def load_lazy_splits(
     """Training, trusted and test sets of a lazy data set (before the meta-size draw)."""
     options = {"image_size": 224, "resize": 256, **cfg.dataset_options}
     trusted = options.pop("meta_split", "clean_train")  # L2B's Clothing1M runs use "val"
+    if cfg.root is None:
+        raise ConfigError(f"{cfg.dataset} is read from disk: set root=PATH (its folder).")
     if cfg.dataset == "clothing1m":
         check_choice("dataset_options.meta_split", trusted, ("clean_train", "val"), error=ConfigError)
         splits = load_clothing1m(cfg.root, **options)
@@ -134,10 +138,8 @@ def load_lazy_splits(
     return splits["train"], None, splits["val"]
 
 
-def prepare_lazy_data(cfg: Config, device: torch.device):
-    """:class:`~noisy_labels.engine.data.ExperimentData` whose image sets are :class:`LazyImages`."""
-    from .data import ExperimentData
-
+def prepare_lazy_data(cfg: Config, device: torch.device) -> ExperimentData:
+    """:class:`~.experiment_data.ExperimentData` whose image sets are :class:`LazyImages`."""
     if cfg.noise.protocol != "none":
         raise ConfigError(
             f"{cfg.dataset} carries real label noise: set noise.protocol=none (got {cfg.noise.protocol!r})."
@@ -153,13 +155,14 @@ def prepare_lazy_data(cfg: Config, device: torch.device):
         meta_x = LazyImages(trusted, device).subset(meta_index)
         meta_y = torch.as_tensor(trusted.labels[meta_index]).to(device)
     mean, std = train_x.channel_stats(cfg.seed)
+    # LazyImages stand in for the image tensors (indexing decodes a batch): typed as the tensors they yield
     return ExperimentData(
-        train_x=train_x,
+        train_x=cast(torch.Tensor, train_x),
         train_y=torch.as_tensor(train.labels).to(device),
         train_clean_y=None,
-        meta_x=meta_x,
+        meta_x=cast(torch.Tensor | None, meta_x),
         meta_y=meta_y,
-        test_x=LazyImages(test, device) if test is not None else None,
+        test_x=cast(torch.Tensor | None, LazyImages(test, device) if test is not None else None),
         test_y=torch.as_tensor(test.labels).to(device) if test is not None else None,
         classes=train.classes,
         is_image=True,

@@ -1,41 +1,32 @@
-"""The training loop every method runs in.
+"""The training loop every method runs in: :class:`Engine`.
 
-:class:`Engine` is both the loop (:meth:`Engine.fit`) and the toolbox a method builds with: models,
-optimisers on the learning-rate schedule, one optimisation step with AMP/clipping, batch preparation
-for any augmentation view, meta (trusted) batches, and batched prediction over a whole set.
+The loop owns the epochs, the batch order, the learning-rate schedule, evaluation, checkpoints and logs.
+What a method may use while it trains is the loop's :class:`~noisy_labels.engine.context.TrainingContext`
+(``engine.ctx``), which the method receives instead of the loop.
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
 import math
 import time
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from tqdm.auto import tqdm
 
 from .. import metrics
 from ..config import Config
-from .augment import BatchPreparer, View
+from ..methods.base import Batch, Method
+from ..models import eval_mode
 from .checkpoint import save_checkpoint, write_json
-from .data import ExperimentData
-from .distributed import DistInfo, wrap_model
-
-
-@dataclass
-class Batch:
-    """One training mini-batch (this rank's slice when distributed)."""
-
-    index: torch.Tensor  # positions in the training set, on the device
-    raw: torch.Tensor  # stored samples (uint8 NHWC images or features), for extra views
-    x: torch.Tensor  # the prepared weak view
-    y: torch.Tensor  # given (noisy) labels
+from .context import TrainingContext
+from .distributed import DistInfo
+from .experiment_data import ExperimentData
 
 
 def resolve_device(name: str) -> torch.device:
@@ -48,142 +39,48 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Engine:
-    def __init__(self, cfg: Config, data: ExperimentData, device: torch.device, dist: DistInfo | None = None):
+    """The loop around one method; :attr:`ctx` is what the method sees."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        data: ExperimentData,
+        device: torch.device,
+        dist: DistInfo | None = None,
+        *,
+        method_params: Callable[[str], Any] | None = None,
+    ) -> None:
         self.cfg = cfg
         self.data = data
-        self.device = device
-        self.dist = dist or DistInfo()
-        self.use_amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
-        # channels_last by default: convolutions run 1.3-1.7x faster with it on the CPU as well as on CUDA
-        # (benchmarks/results/meta_step_cost.md); the preparer ignores it for feature vectors.
-        channels_last = cfg.channels_last if cfg.channels_last is not None else True
-        self.preparer = self._make_preparer(channels_last)
-        self.generator = torch.Generator().manual_seed(cfg.seed)  # batches and augmentation
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and device.type == "cuda")
-        self._scheduled: list[torch.optim.Optimizer] = []
-        self.epoch = 0
-        self.step_in_epoch = 0
-        self.steps_per_epoch = self._count_steps()
+        self.ctx = TrainingContext(cfg, data, device, dist, method_params=method_params)
+        self.dist = self.ctx.dist
 
-    # ------------------------------------------------------------------------------ building blocks
+    # ------------------------------------------------------------------------------ the clock
     @property
-    def num_classes(self) -> int:
-        return self.data.num_classes
+    def epoch(self) -> int:
+        return self.ctx.clock.epoch
+
+    @property
+    def step_in_epoch(self) -> int:
+        return self.ctx.clock.step_in_epoch
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.ctx.clock.steps_per_epoch
 
     @property
     def num_train(self) -> int:
-        return len(self.data.train_y)
+        return self.ctx.num_train
 
-    def new_model(self, name: str | None = None, **params: Any) -> nn.Module:
-        """A new model from the config (or ``name``/``params``) on the device; DDP-wrapped if distributed."""
-        from ..models import create_model
-
-        cfg_params = dict(self.cfg.model.params) if name is None else {}
-        model = create_model(
-            self.model_name(name),
-            num_classes=self.num_classes,
-            input_shape=self.data.input_shape,
-            **{**cfg_params, **params},
-        )
-        model = model.to(self.device)
-        if self.preparer.channels_last and self.data.is_image:
-            model = model.to(memory_format=torch.channels_last)
-        return wrap_model(model, self.dist, self.device)
-
-    def model_name(self, name: str | None = None) -> str:
-        """The registered model name the config resolves to (``auto`` picks by input)."""
-        name = name or self.cfg.model.name
-        if name != "auto":
-            return name
-        if not self.data.is_image:
-            return "linear"
-        return (
-            "small_cnn"
-            if self.data.input_shape[-1] <= 32 and self.device.type == "cpu"
-            else "preact_resnet18"
-        )
-
-    def new_optimizer(self, params, *, scheduled: bool = True, **overrides: Any) -> torch.optim.Optimizer:
-        """An optimiser from ``cfg.optim`` (keys overridable); ``scheduled`` puts it on the LR schedule."""
-        o = {**vars(self.cfg.optim), **overrides}
-        name = o.pop("name")
-        if name == "sgd":
-            opt = torch.optim.SGD(
-                params,
-                lr=o["lr"],
-                momentum=o["momentum"],
-                nesterov=o["nesterov"],
-                weight_decay=o["weight_decay"],
-            )
-        else:
-            cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-            opt = cls(params, lr=o["lr"], betas=tuple(o["betas"]), weight_decay=o["weight_decay"])
-        for group in opt.param_groups:
-            group["base_lr"] = group["lr"]
-        if scheduled:
-            self._scheduled.append(opt)
-        return opt
-
-    def autocast(self):
-        """Mixed precision: fp16 on CUDA when AMP is on, bf16 on the CPU when ``bf16_cpu`` is set."""
-        if self.use_amp and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.float16)
-        if self.cfg.bf16_cpu and self.device.type == "cpu":
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def step(
-        self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, *, clip: float | None = None
-    ) -> None:
-        """zero_grad, backward (scaled under AMP), optional gradient-norm clipping, optimiser step."""
-        optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        clip = clip if clip is not None else self.cfg.grad_clip
-        if clip:
-            self.scaler.unscale_(optimizer)
-            params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-            torch.nn.utils.clip_grad_norm_(params, clip)
-        self.scaler.step(optimizer)
-        self.scaler.update()
-
-    def prepare(self, raw: torch.Tensor, view: View = "weak") -> torch.Tensor:
-        """Model inputs from stored samples: ``test`` (no augmentation), ``weak`` or ``strong``."""
-        return self.preparer(raw, view, self.generator)
-
-    def meta_batch(
-        self, batch_size: int | None = None, view: View = "weak"
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """A random batch of the trusted set (without replacement within the batch)."""
-        if self.data.meta_x is None:
-            raise RuntimeError(f"method {self.cfg.method!r} needs a meta set: set meta.size > 0.")
-        n = len(self.data.meta_y)
-        idx = torch.randperm(n, generator=self.generator)[: min(batch_size or self.cfg.batch_size, n)]
-        idx = idx.to(self.device)
-        return self.prepare(self.data.meta_x[idx], view), self.data.meta_y[idx]
-
-    @torch.no_grad()
-    def predict(self, fn, raw: torch.Tensor, view: View = "test") -> torch.Tensor:
-        """``fn(prepared batch)`` over a whole stored set in evaluation-size chunks, concatenated."""
-        outs = []
-        for start in range(0, len(raw), self.cfg.eval_batch_size):
-            with self.autocast():
-                outs.append(fn(self.prepare(raw[start : start + self.cfg.eval_batch_size], view)).float())
-        return torch.cat(outs)
-
-    def progress(self) -> float:
-        """Training progress in epochs, e.g. 2.5 halfway through the third epoch."""
-        return self.epoch + self.step_in_epoch / self.steps_per_epoch
+    @property
+    def num_classes(self) -> int:
+        return self.ctx.num_classes
 
     # ------------------------------------------------------------------------------ batches
-    def _count_steps(self) -> int:
-        if self.cfg.batches_per_epoch:
-            return self.cfg.batches_per_epoch
-        return math.ceil(self.num_train / self.cfg.batch_size)
-
     def _epoch_order(self) -> torch.Tensor:
         """This epoch's sample order for all ranks: a permutation, or class-balanced draws by noisy label."""
         if not self.cfg.batches_per_epoch:
-            return torch.randperm(self.num_train, generator=self.generator)
+            return torch.randperm(self.num_train, generator=self.ctx.generator)
         total = self.cfg.batches_per_epoch * self.cfg.batch_size
         per_class = math.ceil(total / self.num_classes)
         labels = self.data.train_y.cpu()
@@ -194,23 +91,24 @@ class Engine:
                 continue
             reps = math.ceil(per_class / len(members))
             pool = torch.cat(
-                [members[torch.randperm(len(members), generator=self.generator)] for _ in range(reps)]
+                [members[torch.randperm(len(members), generator=self.ctx.generator)] for _ in range(reps)]
             )
             picks.append(pool[:per_class])
         order = torch.cat(picks)
-        return order[torch.randperm(len(order), generator=self.generator)][:total]
+        return order[torch.randperm(len(order), generator=self.ctx.generator)][:total]
 
     def batches(self) -> Iterator[Batch]:
-        order = self._epoch_order().to(self.device)
+        ctx = self.ctx
+        order = self._epoch_order().to(ctx.device)
         bs = self.cfg.batch_size
         for step in range(self.steps_per_epoch):
             idx = order[step * bs : (step + 1) * bs]
             if self.dist.enabled:
                 idx = idx[self.dist.rank :: self.dist.world_size]
-            self.step_in_epoch = step
+            ctx.clock.step_in_epoch = step
             self._apply_schedule()
             raw = self.data.train_x[idx]
-            yield Batch(index=idx, raw=raw, x=self.prepare(raw, "weak"), y=self.data.train_y[idx])
+            yield Batch(index=idx, raw=raw, x=ctx.prepare(raw, "weak"), y=self.data.train_y[idx])
 
     # ------------------------------------------------------------------------------ LR schedule
     def lr_factor(self, t: float) -> float:
@@ -226,30 +124,15 @@ class Engine:
         return 1.0
 
     def _apply_schedule(self) -> None:
-        factor = self.lr_factor(self.progress())
-        for opt in self._scheduled:
+        factor = self.lr_factor(self.ctx.progress())
+        for opt in self.ctx.scheduled:
             for group in opt.param_groups:
                 group["lr"] = group["base_lr"] * factor
 
-    def _make_preparer(self, channels_last: bool) -> BatchPreparer:
-        d = self.data
-        if not d.is_image:
-            return BatchPreparer(is_image=False)
-        aug = self.cfg.augment
-        side = d.input_shape[-1]
-        pad = aug.crop_padding if aug.crop_padding is not None else (4 if side >= 32 else 2)
-        flip = aug.flip if aug.flip is not None else d.input_shape[0] == 3
-        return BatchPreparer(
-            is_image=True,
-            mean=d.mean,
-            std=d.std,
-            crop_padding=pad,
-            flip=flip,
-            channels_last=channels_last,
-        )
-
     # ------------------------------------------------------------------------------ the loop
-    def fit(self, method, run_dir: Path | None, resume_state: dict[str, Any] | None = None) -> dict[str, Any]:
+    def fit(
+        self, method: Method, run_dir: Path | None, resume_state: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Train ``method`` for ``cfg.epochs`` epochs, evaluating, logging and checkpointing each epoch."""
         history: list[dict[str, Any]] = []
         elapsed = 0.0
@@ -257,14 +140,15 @@ class Engine:
             method.load_state_dict(resume_state["method"])
             self._load_rng(resume_state["rng"])
             history, elapsed = resume_state["history"], resume_state["elapsed"]
-            self.epoch = resume_state["epoch"]
+            self.ctx.clock.epoch = resume_state["epoch"]
         if run_dir is not None and self.dist.is_main:
             # One line per epoch: the log restarts from the checkpoint's history (empty for a fresh
             # start), dropping epochs logged after the last checkpoint by a run that was killed.
             (run_dir / "metrics.jsonl").write_text("".join(_json_line(r) for r in history))
         writer = self._tensorboard(run_dir)
-        for epoch in range(self.epoch, self.cfg.epochs):
-            self.epoch = epoch
+        clock = self.ctx.clock
+        for epoch in range(clock.epoch, self.cfg.epochs):
+            clock.epoch = epoch
             start = time.perf_counter()
             train_stats = self.train_epoch(method, epoch)
             epoch_seconds = time.perf_counter() - start
@@ -272,8 +156,7 @@ class Engine:
             record = {"epoch": epoch + 1, **train_stats, **self.evaluate(method), "seconds": epoch_seconds}
             history.append(record)
             self._warn_if_unstable(record)
-            self.epoch = epoch + 1
-            self.step_in_epoch = 0
+            clock.epoch, clock.step_in_epoch = epoch + 1, 0
             if run_dir is not None and self.dist.is_main:
                 self._log(run_dir, record, writer)
                 if self.epoch % self.cfg.checkpoint_every == 0 or self.epoch == self.cfg.epochs:
@@ -293,13 +176,11 @@ class Engine:
                 stacklevel=2,
             )
 
-    def train_epoch(self, method, epoch: int) -> dict[str, float]:
-        from tqdm.auto import tqdm
-
+    def train_epoch(self, method: Method, epoch: int) -> dict[str, float]:
         for module in method.eval_modules():
             module.train()
         method.on_epoch_start(epoch)
-        totals: dict[str, torch.Tensor] = {}
+        totals: dict[str, torch.Tensor | float] = {}
         bar = tqdm(
             self.batches(),
             total=self.steps_per_epoch,
@@ -315,33 +196,28 @@ class Engine:
             if i % 20 == 0 and not bar.disable:
                 bar.set_postfix({k: f"{float(v) / (i + 1):.3f}" for k, v in totals.items()}, refresh=False)
         epoch_stats = method.on_epoch_end(epoch) or {}
-        lr = self._scheduled[0].param_groups[0]["lr"] if self._scheduled else float("nan")
+        scheduled = self.ctx.scheduled
+        lr = scheduled[0].param_groups[0]["lr"] if scheduled else float("nan")
         record = {f"train_{k}": float(v) / self.steps_per_epoch for k, v in totals.items()}
         return record | {f"train_{k}": float(v) for k, v in epoch_stats.items()} | {"lr": lr}
 
     @torch.no_grad()
-    def evaluate(self, method) -> dict[str, float]:
+    def evaluate(self, method: Method) -> dict[str, float]:
         """Test accuracy; label accuracy and cleanness AUC where the method and clean labels allow."""
-        modules = method.eval_modules()
-        modes = [m.training for m in modules]
-        for m in modules:
-            m.eval()
         out: dict[str, float] = {}
-        try:
-            if self.data.test_x is not None:
-                logits = self.predict(method.predict, self.data.test_x)
+        with eval_mode(*method.eval_modules()):
+            if self.data.test_x is not None and self.data.test_y is not None:
+                logits = self.ctx.predict(method.predict, self.data.test_x)
                 ks = (1, 5) if self.num_classes > 5 else (1,)
                 accs = metrics.topk_accuracy(logits.cpu(), self.data.test_y.cpu(), k=ks)
+                assert isinstance(accs, tuple)  # a sequence of k gives one accuracy per k
                 out["test_acc"] = accs[0]
                 if len(ks) > 1:
                     out["test_top5"] = accs[1]
             out.update(self._label_metrics(method))
-        finally:
-            for m, mode in zip(modules, modes, strict=True):
-                m.train(mode)
         return out
 
-    def _label_metrics(self, method) -> dict[str, float]:
+    def _label_metrics(self, method: Method) -> dict[str, float]:
         clean = self.data.train_clean_y
         if clean is None:
             return {}
@@ -357,23 +233,23 @@ class Engine:
         return out
 
     # ------------------------------------------------------------------------------ state and logs
-    def _checkpoint(self, method, history, elapsed) -> dict[str, Any]:
+    def _checkpoint(self, method: Method, history: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
         return {
             "epoch": self.epoch,
             "method": method.state_dict(),
             "history": history,
             "elapsed": elapsed,
             "rng": {
-                "generator": self.generator.get_state(),
+                "generator": self.ctx.generator.get_state(),
                 "torch": torch.get_rng_state(),
-                "scaler": self.scaler.state_dict(),
+                "scaler": self.ctx.scaler.state_dict(),
             },
         }
 
     def _load_rng(self, rng: dict[str, Any]) -> None:
-        self.generator.set_state(rng["generator"])
+        self.ctx.generator.set_state(rng["generator"])
         torch.set_rng_state(rng["torch"])
-        self.scaler.load_state_dict(rng["scaler"])
+        self.ctx.scaler.load_state_dict(rng["scaler"])
 
     def _log(self, run_dir: Path, record: dict[str, Any], writer) -> None:
         with open(run_dir / "metrics.jsonl", "a") as f:
@@ -403,8 +279,6 @@ class Engine:
 
 
 def _json_line(record: dict[str, Any]) -> str:
-    import json
-
     return (
         json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()})
         + "\n"

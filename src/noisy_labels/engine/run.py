@@ -12,11 +12,12 @@ import numpy as np
 import torch
 import yaml
 
-from ..config import Config, config_from_dict, config_to_dict, deep_merge, params_from_dict, read_yaml_file
-from ..methods import get_method_class
+from ..config import Config, config_to_dict, deep_merge, read_yaml_file
+from ..methods import Method
+from .build import build_experiment, check_meta_set, checked_config
 from .checkpoint import atomic_write_bytes, check_run_dir, clear_run_dir, load_checkpoint, write_json
-from .data import prepare_data
 from .distributed import init_distributed
+from .experiment_data import ExperimentData
 from .loop import Engine, resolve_device
 
 
@@ -28,19 +29,6 @@ def default_run_dir(cfg: Config) -> Path:
     )
     dataset = Path(cfg.dataset).stem if ("/" in cfg.dataset or "." in cfg.dataset) else cfg.dataset
     return Path("runs") / f"{dataset}-{noise}-{cfg.method}-seed{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-
-
-def build_method(cfg: Config, engine: Engine):
-    cls = get_method_class(cfg.method)
-    params = params_from_dict(cls.Params, cfg.method_params.get(cfg.method, {}), prefix=f"{cfg.method}.")
-    method = cls(engine, params)
-    method.setup()
-    return method
 
 
 # What --resume may change: none of them alters what the run has trained so far.
@@ -72,18 +60,13 @@ def run_experiment(
         cfg = _resumed_config(run_dir, changes or {})
     elif changes:
         raise ValueError("changes apply to a resumed run only.")
-    cls = get_method_class(cfg.method)
-    if cls.requires_meta and cfg.meta.size == 0:
-        raise ValueError(f"method {cfg.method!r} needs a trusted meta set: set meta.size > 0 (e.g. 1000).")
+    check_meta_set(cfg)  # before the run directory is looked at
     device = resolve_device(cfg.device)
     dist = init_distributed(device)
     if dist.is_main and not resume:  # rank 0 alone: the others would see the folder it starts to fill
         check_run_dir(run_dir, resume=False, overwrite=overwrite)
-    corrupt = cfg.meta.corrupt if cfg.meta.corrupt is not None else cls.corrupt_meta_default
-    seed_everything(cfg.seed)
-    data = prepare_data(cfg, device, corrupt_meta=corrupt)
-    engine = Engine(cfg, data, device, dist)
-    method = build_method(cfg, engine)
+    run = build_experiment(cfg, device=device, dist=dist)
+    data, engine, method = run.data, run.engine, run.method
     state = load_checkpoint(run_dir) if resume else None
     if state is not None and state["epoch"] > cfg.epochs:
         raise ValueError(
@@ -97,7 +80,7 @@ def run_experiment(
     if dist.is_main and state is None:
         _write_run_header(run_dir, cfg, data)
     summary = engine.fit(method, run_dir, resume_state=state)
-    summary.update(_describe(cfg, data, engine, corrupt))
+    summary.update(_describe(cfg, data, engine, run.corrupt_meta))
     if dist.is_main:
         write_json(run_dir / "summary.json", summary)
         _write_outputs(run_dir, method)
@@ -113,7 +96,7 @@ def _resumed_config(run_dir: Path, changes: dict[str, Any]) -> Config:
             f"not {', '.join(refused)} (start a new run for that)."
         )
     tree = read_yaml_file(run_dir / "config.yaml", "run config")
-    cfg = config_from_dict(deep_merge(tree, changes))
+    cfg = checked_config(deep_merge(tree, changes))
     cfg.out = str(run_dir)
     return cfg
 
@@ -132,7 +115,7 @@ def _write_config(run_dir: Path, cfg: Config) -> None:
     atomic_write_bytes(run_dir / "config.yaml", lambda f: f.write(text.encode()))
 
 
-def _write_run_header(run_dir: Path, cfg: Config, data) -> None:
+def _write_run_header(run_dir: Path, cfg: Config, data: ExperimentData) -> None:
     _write_config(run_dir, cfg)
     write_json(run_dir / "noise.json", data.noise_record)
     write_json(
@@ -153,7 +136,7 @@ def _write_run_header(run_dir: Path, cfg: Config, data) -> None:
     )
 
 
-def _write_outputs(run_dir: Path, method) -> None:
+def _write_outputs(run_dir: Path, method: Method) -> None:
     """Per-sample outputs a user can feed to another pipeline (training-set order of split.npz)."""
     scores = method.cleanness()
     if scores is not None:
@@ -163,7 +146,7 @@ def _write_outputs(run_dir: Path, method) -> None:
         np.save(run_dir / "corrected_labels.npy", np.asarray(corrected))
 
 
-def _describe(cfg: Config, data, engine: Engine, corrupt: bool) -> dict[str, Any]:
+def _describe(cfg: Config, data: ExperimentData, engine: Engine, corrupt: bool) -> dict[str, Any]:
     return {
         "method": cfg.method,
         "dataset": cfg.dataset,
@@ -174,8 +157,8 @@ def _describe(cfg: Config, data, engine: Engine, corrupt: bool) -> dict[str, Any
         "meta_size": cfg.meta.size,
         "meta_corrupted": bool(corrupt and cfg.meta.size > 0),
         "seed": cfg.seed,
-        "device": str(engine.device),
-        "model": engine.model_name(),
+        "device": str(engine.ctx.device),
+        "model": engine.ctx.model_name(),
         "num_train": engine.num_train,
     }
 

@@ -22,8 +22,6 @@ from .functional import (
     unwrap,
 )
 from .gradients import (
-    LossVectorFn,
-    MetaLossFn,
     WeightGrad,
     grad_dict,
     jvp_losses,
@@ -38,19 +36,19 @@ from .teacher import (
     lookahead_meta_loss,
     mixed_hessian_backward,
     snapshot,
-    soft_cross_entropy,
 )
-from .weighting import L2B_NORMALIZATIONS, WeightNet, l2b_normalize, normalize_sum, rectified_weights
+from .weighting import L2B_NORMALIZATIONS, l2b_normalize, normalize_sum, rectified_weights
+
+#: The two exact meta-gradient paths: forward-mode JVP (``fast``) and the reference double backward.
+META_GRADS = ("fast", "second_order")
 
 __all__ = [
+    "META_GRADS",
     "L2B_NORMALIZATIONS",
-    "LossVectorFn",
-    "MetaLossFn",
     "ParamDict",
     "RngState",
     "StudentStep",
     "WeightGrad",
-    "WeightNet",
     "buffers_of",
     "capture_rng",
     "discounts",
@@ -69,7 +67,6 @@ __all__ = [
     "rectified_weights",
     "replay_rng",
     "snapshot",
-    "soft_cross_entropy",
     "unwrap",
     "weight_grad",
     "weight_grad_second_order",

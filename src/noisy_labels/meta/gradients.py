@@ -32,13 +32,13 @@ and a double backward through it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.autograd.forward_ad as fwAD
 from torch import Tensor, nn
 
+from ..losses import LossVectorFn, MetaLossFn
 from .functional import (
     ParamDict,
     RngState,
@@ -60,11 +60,6 @@ __all__ = [
     "weight_grad",
     "weight_grad_second_order",
 ]
-
-#: Maps the model's output on the training batch to the vector of weighted terms, shape ``(K,)``.
-LossVectorFn = Callable[[Tensor], Tensor]
-#: Maps the model's output on the meta batch and its labels to the scalar meta loss.
-MetaLossFn = Callable[[Tensor, Tensor], Tensor]
 
 
 @dataclass(frozen=True)
@@ -168,6 +163,7 @@ def jvp_losses(
     return primal, tangent if differentiable_tangent else tangent.detach()
 
 
+# Fast twin of weight_grad_second_order (the reference path), kept separate: each checks the other.
 def weight_grad(
     model: nn.Module,
     x: Tensor,
@@ -249,6 +245,7 @@ def weight_grad(
     return WeightGrad(-lr * tangent, losses, meta_loss)
 
 
+# Reference twin of weight_grad (the fast JVP path), kept separate: each checks the other.
 def weight_grad_second_order(
     model: nn.Module,
     x: Tensor,

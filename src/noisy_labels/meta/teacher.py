@@ -37,11 +37,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..losses import LossVectorFn, MetaLossFn, soft_cross_entropy
 from .functional import ParamDict, RngState, dot, functional_forward, lookahead, parameters_of, replay_rng
-from .gradients import LossVectorFn, MetaLossFn, grad_dict, jvp_losses
+from .gradients import grad_dict, jvp_losses
 
 __all__ = [
     "StudentStep",
@@ -88,18 +88,6 @@ def snapshot(params: Mapping[str, Tensor]) -> ParamDict:
     return {k: p.detach().clone() for k, p in params.items()}
 
 
-def soft_cross_entropy(targets: Tensor) -> LossVectorFn:
-    """``logits -> (B,)``: ``CE(q, p) = -sum_c q_c log p_c`` per sample against soft labels ``q`` (eq. 6).
-
-    Examples
-    --------
-    >>> q = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
-    >>> [round(v, 4) for v in soft_cross_entropy(q)(torch.zeros(2, 2)).tolist()]
-    [0.6931, 0.6931]
-    """
-    return lambda logits: -(targets * F.log_softmax(logits, dim=1)).sum(dim=1)
-
-
 def discounts(lrs: Sequence[float], gamma: float) -> list[float]:
     """``eta_tau * gamma^(t - tau)`` for the recorded steps, oldest first (eq. 8; Algorithm 2 lines 11-12).
 
@@ -119,6 +107,7 @@ def _backward(term: Tensor, inputs: Sequence[Tensor] | None) -> None:
         torch.autograd.backward(term, inputs=list(inputs) if inputs is not None else None)
 
 
+# Fast twin of mixed_hessian_backward (the reference path), kept separate: each checks the other.
 def fpmg_backward(
     model: nn.Module,
     steps: Sequence[StudentStep],
@@ -171,6 +160,7 @@ def fpmg_backward(
     return total
 
 
+# Reference twin of fpmg_backward (the fast FPMG path), kept separate: each checks the other.
 def mixed_hessian_backward(
     model: nn.Module,
     steps: Sequence[StudentStep],

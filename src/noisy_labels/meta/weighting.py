@@ -1,7 +1,5 @@
 """Turning meta-gradients and weighting-net outputs into per-sample (per-term) weights.
 
-* :class:`WeightNet`: MW-Net's weighting network ``V(l; Theta)``, a 1-100-1 MLP with ReLU and a sigmoid
-  output that maps a sample's loss to its weight (Shu et al., NeurIPS 2019, sec. 3; RMNW-Net sec. 3).
 * :func:`normalize_sum`: divide by the batch sum, with the reference codes' guard for a zero sum (L2RW;
   the MW-Net/RMNW-Net reference; L2B eq. 9).
 * :func:`rectified_weights`: L2RW's ``w = max(-grad, 0) / sum`` (Ren et al., ICML 2018, restated as
@@ -14,39 +12,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-__all__ = ["L2B_NORMALIZATIONS", "WeightNet", "l2b_normalize", "normalize_sum", "rectified_weights"]
+__all__ = ["L2B_NORMALIZATIONS", "l2b_normalize", "normalize_sum", "rectified_weights"]
 
 L2B_NORMALIZATIONS = ("sum", "sigmoid", "softmax")
-
-
-class WeightNet(nn.Module):
-    """MW-Net's weighting function: per-sample loss -> weight in (0, 1).
-
-    ``sigmoid(W2 relu(W1 l + b1) + b2)`` with one hidden layer of ``hidden`` units (100 in the papers),
-    PyTorch's default ``nn.Linear`` initialisation (as the reference code).
-
-    Parameters
-    ----------
-    hidden : int, default=100
-
-    Examples
-    --------
-    >>> net = WeightNet(hidden=8)
-    >>> tuple(net(torch.tensor([0.1, 2.0, 5.0])).shape)
-    (3,)
-    """
-
-    def __init__(self, hidden: int = 100) -> None:
-        super().__init__()
-        if hidden < 1:
-            raise ValueError(f"hidden must be >= 1, got {hidden}.")
-        self.layers = nn.Sequential(nn.Linear(1, hidden), nn.ReLU(), nn.Linear(hidden, 1))
-
-    def forward(self, losses: Tensor) -> Tensor:
-        """Weights of shape ``(B,)`` for per-sample losses of shape ``(B,)``."""
-        return torch.sigmoid(self.layers(losses.reshape(-1, 1))).reshape(-1)
 
 
 def normalize_sum(weights: Tensor) -> Tensor:

@@ -6,16 +6,15 @@
   ICLR 2020, sec. 3.1, with a Gaussian mixture).
 * :func:`sharpen` (MixMatch, Berthelot et al., NeurIPS 2019, sec. 3.1) and :func:`mixup` (Zhang et al.,
   ICLR 2018), with DivideMix's ``lambda' = max(lambda, 1 - lambda)`` as an option.
-* :class:`WholeSetLabels`: the one place whole-set passes read the training labels, so DMLP (Tu et al.,
-  CVPR 2023) can feed its purified labels to any of these methods (DMLP-X).
-* Small helpers: :func:`eval_mode`, :func:`per_sample_losses`, :func:`ensemble_log_probs`,
-  :func:`assumed_noise_rate`.
+* Small helpers: :func:`per_sample_losses`, :func:`ensemble_log_probs`.
+
+Whole-set passes read the training labels from ``ctx.train_labels``, so DMLP (Tu et al., CVPR 2023) can
+feed its purified labels to any of these methods (DMLP-X) through ``ctx.with_train_labels``.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,16 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models import eval_mode
+
 if TYPE_CHECKING:
-    from ..engine import Engine
+    from ..engine.context import TrainingContext
 
 __all__ = [
     "GaussianMixture1D",
-    "WholeSetLabels",
-    "assumed_noise_rate",
     "clean_probability",
     "ensemble_log_probs",
-    "eval_mode",
     "fit_gmm_1d",
     "min_max_normalize",
     "mixup",
@@ -229,28 +227,15 @@ def mix_pairs(
 
 
 # ------------------------------------------------------------------------------------ whole-set passes
-@contextlib.contextmanager
-def eval_mode(*modules: nn.Module) -> Iterator[None]:
-    """Evaluation mode (BatchNorm running statistics, no dropout) inside the block; modes restored."""
-    modes = [m.training for m in modules]
-    for m in modules:
-        m.eval()
-    try:
-        yield
-    finally:
-        for m, mode in zip(modules, modes, strict=True):
-            m.train(mode)
-
-
 def per_sample_losses(
-    engine: Engine, model: nn.Module, labels: torch.Tensor
+    ctx: TrainingContext, model: nn.Module, labels: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy of every training sample (``test`` view, eval mode, no grad) and the logits.
 
     Returns ``(losses (N,), logits (N, C))``.
     """
     with eval_mode(model):
-        logits = engine.predict(model, engine.data.train_x)
+        logits = ctx.predict(model, ctx.train_x)
     return F.cross_entropy(logits, labels, reduction="none"), logits
 
 
@@ -258,31 +243,3 @@ def ensemble_log_probs(models: Sequence[nn.Module], x: torch.Tensor) -> torch.Te
     """``log(mean_k softmax(model_k(x)))``: the averaged prediction of several networks, as logits."""
     probs = torch.stack([F.softmax(m(x).float(), dim=1) for m in models]).mean(0)
     return probs.clamp_min(1e-12).log()
-
-
-def assumed_noise_rate(engine: Engine) -> float:
-    """The noise rate a method may assume known (Co-teaching's forget rate, CDR's mask rate).
-
-    The realised rate recorded when the noise was drawn, or the configured ``noise.rate`` when none was
-    recorded; 0 for clean data. Methods that take it expose a parameter to set it instead.
-    """
-    if engine.cfg.noise.protocol == "none":
-        return 0.0
-    realised = (engine.data.noise_record or {}).get("realised_rate")
-    return float(realised) if realised is not None else float(engine.cfg.noise.rate)
-
-
-class WholeSetLabels:
-    """Mixin naming the labels that whole-training-set computations read.
-
-    Mini-batch losses always use ``batch.y``; passes over the whole training set (DivideMix's per-epoch
-    loss pass, the cleanness scores) call :meth:`train_labels`. Both come from ``engine.data.train_y``
-    by default, so DMLP-X (Tu et al., CVPR 2023) feeds its purified labels either by building the engine
-    with them as ``train_y`` or by overriding :meth:`train_labels` together with the batches' ``y``.
-    """
-
-    engine: Engine
-
-    def train_labels(self) -> torch.Tensor:
-        """The ``(N,)`` int64 training labels on the device (default ``engine.data.train_y``)."""
-        return self.engine.data.train_y

@@ -9,9 +9,14 @@ the given labels, measured on the whole training set at the end of each warm-up 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
 
 from ..defaults import warmup_over
+
+if TYPE_CHECKING:
+    from ..engine.context import TrainingContext
 
 
 class AdaptiveWarmup:
@@ -22,6 +27,8 @@ class AdaptiveWarmup:
 
     #: The paper's warm-up as (epochs, of a run of so many epochs): the adaptive rule's minimum.
     paper_warmup: tuple[float, float] = (0, 1)
+    params: Any  # the method's Params (warmup_epochs, warmup_min_gain)
+    ctx: TrainingContext
 
     def warmup_max_share(self) -> float:
         """The adaptive warm-up's longest length, as a share of the run."""
@@ -48,7 +55,7 @@ class AdaptiveWarmup:
             over = done >= p.warmup_epochs
         else:
             paper_epochs, paper_total = self.paper_warmup
-            total = self.engine.cfg.epochs
+            total = self.ctx.epochs
             over = warmup_over(
                 done,
                 total,

@@ -1,11 +1,12 @@
-"""The one interface every learning-with-noisy-labels method implements.
+"""The one interface every learning-with-noisy-labels method implements, and the batches it is given.
 
 The engine owns the loop (epochs, batches, evaluation, checkpoints); a method owns its models,
-optimisers and per-step computation. A method:
+optimisers and per-step computation, and sees the run only through its training context
+(:class:`noisy_labels.engine.context.TrainingContext`, ``self.ctx``). A method:
 
 * declares its hyper-parameters as a dataclass ``Params`` (config section named after the method);
-* builds what it needs in :meth:`setup` through the engine (``engine.new_model()``,
-  ``engine.new_optimizer(...)``), so device, AMP, channels_last, DDP and the LR schedule come for free;
+* builds what it needs in :meth:`setup` through the context (``ctx.new_model()``,
+  ``ctx.new_optimizer(...)``), so device, AMP, channels_last, DDP and the LR schedule come for free;
 * implements :meth:`train_step` for one mini-batch (simple loss-based methods only override :meth:`loss`);
 * may expose per-sample :meth:`cleanness` scores and :meth:`corrected_labels` over the training set.
 
@@ -16,7 +17,7 @@ state that changes during training in tensors (not numpy arrays or Python lists)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -24,10 +25,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..meta.functional import unwrap
-
 if TYPE_CHECKING:
-    from ..engine import Batch, Engine
+    from ..engine.context import TrainingContext
+
+
+@dataclass
+class Batch:
+    """One training mini-batch (this rank's slice when distributed)."""
+
+    index: torch.Tensor  # positions in the training set, on the device
+    raw: torch.Tensor  # stored samples (uint8 NHWC images or features), for extra views
+    x: torch.Tensor  # the prepared weak view
+    y: torch.Tensor  # given (noisy) labels
+
+    def relabelled(self, labels: torch.Tensor) -> Batch:
+        """The same batch with ``labels[index]`` (labels over the whole training set) as its ``y``."""
+        return replace(self, y=labels[self.index])
 
 
 @dataclass
@@ -44,27 +57,31 @@ class Method:
     corrupt_meta_default: ClassVar[bool] = False  # RMNW-Net's setting: the meta set carries the same noise
     supports_features: ClassVar[bool] = True  # works on feature vectors (not only images)
 
-    def __init__(self, engine: Engine, params: Any) -> None:
-        self.engine = engine
+    def __init__(self, ctx: TrainingContext, params: Any) -> None:
+        self.ctx = ctx
         self.params = params
 
     # ------------------------------------------------------------------ building and training
     def setup(self) -> None:
-        self.model = self.engine.new_model()
-        self.optimizer = self.engine.new_optimizer(self.model.parameters())
+        self.model = self.ctx.new_model()
+        self.optimizer = self.ctx.new_optimizer(self.model.parameters())
 
     def on_epoch_start(self, epoch: int) -> None:
         """Called before the epoch's first batch (epochs count from 0)."""
 
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        with self.engine.autocast():
+        with self.ctx.autocast():
             logits = self.model(batch.x)
             loss = self.loss(logits, batch)
-        self.engine.step(loss, self.optimizer)
+        self.ctx.step(loss, self.optimizer, clip=self.clip_norm())
         return {"loss": loss.detach(), "acc": (logits.argmax(1) == batch.y).float().mean().detach()}
 
     def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         return F.cross_entropy(logits, batch.y)
+
+    def clip_norm(self) -> float | None:
+        """The gradient-norm clip of :meth:`train_step`'s step (None: the config's ``grad_clip``)."""
+        return None
 
     def on_epoch_end(self, epoch: int) -> dict[str, Any] | None:
         """Called after the epoch's last batch, before evaluation; may return epoch statistics.
@@ -91,10 +108,10 @@ class Method:
 
     # ------------------------------------------------------------------ checkpoint state
     def state_dict(self) -> dict[str, Any]:
-        state = {}
+        state: dict[str, Any] = {}
         for key, value in vars(self).items():
             if isinstance(value, nn.Module):
-                state[key] = unwrap(value).state_dict()
+                state[key] = self.ctx.unwrap(value).state_dict()
             elif isinstance(value, torch.optim.Optimizer):
                 state[key] = value.state_dict()
             elif isinstance(value, torch.Tensor):
@@ -105,7 +122,7 @@ class Method:
         for key, value in state.items():
             current = getattr(self, key, None)
             if isinstance(current, nn.Module):
-                unwrap(current).load_state_dict(value)
+                self.ctx.unwrap(current).load_state_dict(value)
             elif isinstance(current, torch.optim.Optimizer):
                 current.load_state_dict(value)
             elif isinstance(current, torch.Tensor):

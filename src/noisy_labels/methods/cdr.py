@@ -23,19 +23,20 @@ Choices, each a parameter:
   all-reduce (DDP), so every rank masks the same averaged gradient.
 * Momentum (SGD) still carries earlier gradients of a weight that turned non-critical.
 
-Cleanness: the model's probability of the given label over the training set, ``train_labels()``
+Cleanness: the model's probability of the given label over the training set, ``ctx.train_labels``
 (computed on demand, in eval mode). CDR relies on early stopping (DMLP sec. 4.4): compare best and last.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .._validation import check_choice
-from ._selection import WholeSetLabels, assumed_noise_rate, per_sample_losses
+from ._selection import per_sample_losses
 from .base import Method, register_method
 
 
@@ -45,6 +46,11 @@ class CDRParams:
     scope: str = "layer"  # layer | global: where the importance is ranked
     include_biases: bool = False  # also mask 1-D parameters (biases, normalisation)
     sign_decay: float = 0.0  # L1 penalty lambda * sgn(w) on the masked tensors (paper's update form)
+
+    def __post_init__(self) -> None:
+        check_choice("scope", self.scope, ("layer", "global"))
+        if self.critical_fraction is not None and not 0.0 < self.critical_fraction <= 1.0:
+            raise ValueError(f"critical_fraction must lie in (0, 1], got {self.critical_fraction}.")
 
 
 def critical_mask(importance: torch.Tensor, fraction: float) -> torch.Tensor:
@@ -57,7 +63,7 @@ def critical_mask(importance: torch.Tensor, fraction: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def mask_noncritical_gradients(params: list[torch.Tensor], fraction: float, scope: str = "layer") -> int:
+def mask_noncritical_gradients(params: Sequence[torch.Tensor], fraction: float, scope: str = "layer") -> int:
     """Zero the gradient of all but the top ``fraction`` of ``|w * grad|``; returns the number zeroed.
 
     Parameters
@@ -67,24 +73,26 @@ def mask_noncritical_gradients(params: list[torch.Tensor], fraction: float, scop
     fraction : float in (0, 1]
         Share of critical (updated) entries, per tensor (``scope='layer'``) or over all (``'global'``).
     """
-    live = [p for p in params if p.grad is not None]
+    live = [(p, p.grad) for p in params if p.grad is not None]
     if not live or fraction >= 1.0:
         return 0
-    scores = [(p * p.grad).abs() for p in live]
+    scores = [(p * grad).abs() for p, grad in live]
+    masks: Sequence[torch.Tensor]
     if scope == "global":
-        masks = critical_mask(torch.cat([s.flatten() for s in scores]), fraction)
-        masks = masks.split([s.numel() for s in scores])
+        masks = critical_mask(torch.cat([s.flatten() for s in scores]), fraction).split(
+            [s.numel() for s in scores]
+        )
     else:
         masks = [critical_mask(s, fraction) for s in scores]
     zeroed = 0
-    for p, mask in zip(live, masks, strict=True):
-        p.grad.mul_(mask.view_as(p.grad))
+    for (_, grad), mask in zip(live, masks, strict=True):
+        grad.mul_(mask.view_as(grad))
         zeroed += int(mask.numel() - mask.sum())
     return zeroed
 
 
 @register_method
-class CDR(WholeSetLabels, Method):
+class CDR(Method):
     """Robust early-learning (Xia et al., ICLR 2021); see the module docstring."""
 
     name = "cdr"
@@ -93,13 +101,9 @@ class CDR(WholeSetLabels, Method):
     def setup(self) -> None:
         super().setup()
         p = self.params
-        check_choice("cdr.scope", p.scope, ("layer", "global"))
-        fraction = (
-            1.0 - assumed_noise_rate(self.engine) if p.critical_fraction is None else p.critical_fraction
+        self.fraction = (
+            1.0 - self.ctx.assumed_noise_rate() if p.critical_fraction is None else p.critical_fraction
         )
-        if not 0.0 < fraction <= 1.0:
-            raise ValueError(f"cdr.critical_fraction must lie in (0, 1], got {fraction}.")
-        self.fraction = fraction
         self.masked = [q for q in self.model.parameters() if q.dim() >= 2 or p.include_biases]
         self.optimizer.register_step_pre_hook(self._before_step)
 
@@ -111,7 +115,7 @@ class CDR(WholeSetLabels, Method):
                     q.grad.add_(q.detach().sign(), alpha=self.params.sign_decay)
 
     def cleanness(self) -> np.ndarray:
-        losses, _ = per_sample_losses(self.engine, self.model, self.train_labels())
+        losses, _ = per_sample_losses(self.ctx, self.model, self.ctx.train_labels)
         return torch.exp(-losses).cpu().numpy()
 
 

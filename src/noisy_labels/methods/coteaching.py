@@ -36,7 +36,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._selection import WholeSetLabels, assumed_noise_rate
 from .base import Method, register_method
 
 
@@ -46,6 +45,10 @@ class CoTeachingParams:
     num_gradual: int = 10  # T_k, epochs over which the forget rate ramps up (paper: 10)
     exponent: float = 1.0  # c of the ramp (T / T_k)^c (paper's method: 1)
     adam_decay_from: int | None = None  # the paper's Adam recipe: linear lr decay + beta1 0.1 from this epoch
+
+    def __post_init__(self) -> None:
+        if self.forget_rate is not None and not 0.0 <= self.forget_rate < 1.0:
+            raise ValueError(f"forget_rate must lie in [0, 1), got {self.forget_rate}.")
 
 
 def keep_rate(epoch: int, forget_rate: float, num_gradual: int, exponent: float = 1.0) -> float:
@@ -81,7 +84,7 @@ def exchange_small_loss(
 
 
 @register_method
-class CoTeaching(WholeSetLabels, Method):
+class CoTeaching(Method):
     """Co-teaching (Han et al., NeurIPS 2018): two networks exchange their small-loss samples.
 
     Labels come only from ``batch.y`` (DMLP-Co-teaching feeds purified labels through the batches).
@@ -92,17 +95,15 @@ class CoTeaching(WholeSetLabels, Method):
     Params = CoTeachingParams
 
     def setup(self) -> None:
-        p, engine = self.params, self.engine
-        if p.forget_rate is not None and not 0.0 <= p.forget_rate < 1.0:
-            raise ValueError(f"coteaching.forget_rate must lie in [0, 1), got {p.forget_rate}.")
-        self.forget_rate = assumed_noise_rate(engine) if p.forget_rate is None else p.forget_rate
+        p, ctx = self.params, self.ctx
+        self.forget_rate = ctx.assumed_noise_rate() if p.forget_rate is None else p.forget_rate
         scheduled = p.adam_decay_from is None
-        self.net1, self.net2 = engine.new_model(), engine.new_model()
-        self.opt1 = engine.new_optimizer(self.net1.parameters(), scheduled=scheduled)
-        self.opt2 = engine.new_optimizer(self.net2.parameters(), scheduled=scheduled)
+        self.net1, self.net2 = ctx.new_model(), ctx.new_model()
+        self.opt1 = ctx.new_optimizer(self.net1.parameters(), scheduled=scheduled)
+        self.opt2 = ctx.new_optimizer(self.net2.parameters(), scheduled=scheduled)
         # Latest within-batch loss quantile of every sample under each network, and whether it was kept.
-        self.quantiles = torch.zeros(2, engine.num_train, device=engine.device)
-        self.kept = torch.ones(2, engine.num_train, dtype=torch.bool, device=engine.device)
+        self.quantiles = ctx.sample_state(copies=2)
+        self.kept = ctx.sample_state(True, dtype=torch.bool, copies=2)
         self.keep = 1.0
 
     def on_epoch_start(self, epoch: int) -> None:
@@ -113,7 +114,7 @@ class CoTeaching(WholeSetLabels, Method):
 
     def _paper_adam_schedule(self, epoch: int) -> None:
         """Paper sec. 4: from ``adam_decay_from`` the lr decays linearly to 0 and Adam's beta1 is 0.1."""
-        start, end = self.params.adam_decay_from, self.engine.cfg.epochs
+        start, end = self.params.adam_decay_from, self.ctx.epochs
         factor = 1.0 if epoch < start else (end - epoch) / max(end - start, 1)
         for opt in (self.opt1, self.opt2):
             for group in opt.param_groups:
@@ -122,17 +123,17 @@ class CoTeaching(WholeSetLabels, Method):
                     group["betas"] = (0.9 if epoch < start else 0.1, group["betas"][1])
 
     def train_step(self, batch):
-        with self.engine.autocast():
+        with self.ctx.autocast():
             logits1, logits2 = self.net1(batch.x), self.net2(batch.x)
             loss1 = F.cross_entropy(logits1, batch.y, reduction="none")
             loss2 = F.cross_entropy(logits2, batch.y, reduction="none")
         update1, update2, keep1, keep2 = exchange_small_loss(loss1, loss2, self.keep)
-        self.engine.step(update1, self.opt1)
-        self.engine.step(update2, self.opt2)
+        self.ctx.step(update1, self.opt1)
+        self.ctx.step(update2, self.opt2)
         for k, (losses, keep) in enumerate(((loss1, keep1), (loss2, keep2))):
-            self.quantiles[k, batch.index] = loss_quantiles(losses.detach().float())
-            self.kept[k, batch.index] = False
-            self.kept[k, batch.index[keep]] = True
+            self.ctx.write_samples(self.quantiles[k], batch.index, loss_quantiles(losses.detach().float()))
+            self.ctx.write_samples(self.kept[k], batch.index, False)
+            self.ctx.write_samples(self.kept[k], batch.index[keep], True)
         accuracy = (logits1.detach().argmax(1) == batch.y).float().mean()
         return {"loss": (update1 + update2).detach() / 2, "acc": accuracy, "keep": torch.tensor(self.keep)}
 

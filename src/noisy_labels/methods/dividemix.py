@@ -43,8 +43,8 @@ set, then both networks step on the same batch, instead of one full epoch of net
 B. Each labelled sample is still used once per epoch per network, with equal-size labelled and unlabelled
 batches as in the paper; with 50% clean samples and ``batch_size: 128`` both are ~64.
 
-DMLP-DivideMix: the per-epoch loss pass reads labels through ``train_labels()``
-(:class:`~noisy_labels.methods._selection.WholeSetLabels`), the mini-batches through ``batch.y``.
+DMLP-DivideMix: the per-epoch loss pass reads labels through ``ctx.train_labels``, the mini-batches
+through ``batch.y``.
 Cleanness = the mean of the two networks' clean probabilities; corrected labels = the given label where
 that mean exceeds ``tau``, else the ensemble's prediction.
 
@@ -67,11 +67,10 @@ import torch
 import torch.nn.functional as F
 
 from .._validation import check_choice
+from ..models import eval_mode
 from ._selection import (
-    WholeSetLabels,
     clean_probability,
     ensemble_log_probs,
-    eval_mode,
     min_max_normalize,
     mixup,
     per_sample_losses,
@@ -97,6 +96,11 @@ class DivideMixParams:
     gmm_max_iter: int = 10
     gmm_tol: float = 1e-2
     gmm_reg_covar: float = 5e-4
+
+    def __post_init__(self) -> None:
+        check_choice("view", self.view, ("weak", "strong", "test"))
+        if not 0.0 < self.p_threshold < 1.0 or self.loss_history < 1:
+            raise ValueError("p_threshold must lie in (0, 1) and loss_history be >= 1.")
 
 
 def default_lambda_u(num_classes: int, protocol: str, rate: float) -> float:
@@ -130,10 +134,10 @@ def mixmatch_loss(
 
 
 @register_method
-class DivideMix(WholeSetLabels, Method):
+class DivideMix(Method):
     """DivideMix (Li et al., ICLR 2020); see the module docstring for the algorithm and the settings.
 
-    The per-epoch loss pass uses ``self.train_labels()`` (override it, or build the engine with purified
+    The per-epoch loss pass uses ``ctx.train_labels`` (a context ``with_train_labels`` gives it purified
     ``train_y``, to feed DMLP's labels); mini-batches use ``batch.y``.
     """
 
@@ -141,26 +145,21 @@ class DivideMix(WholeSetLabels, Method):
     Params = DivideMixParams
 
     def setup(self) -> None:
-        p, engine = self.params, self.engine
-        check_choice("dividemix.view", p.view, ("weak", "strong", "test"))
-        if not 0.0 < p.p_threshold < 1.0 or p.loss_history < 1:
-            raise ValueError("dividemix.p_threshold must lie in (0, 1) and loss_history be >= 1.")
-        noise = engine.cfg.noise
+        p, ctx = self.params, self.ctx
+        protocol, rate = ctx.configured_noise()
         self.lambda_u = (
-            default_lambda_u(engine.num_classes, noise.protocol, noise.rate)
-            if p.lambda_u is None
-            else p.lambda_u
+            default_lambda_u(ctx.num_classes, protocol, rate) if p.lambda_u is None else p.lambda_u
         )
         penalty = p.confidence_penalty
-        self.use_penalty = noise.protocol in ASYMMETRIC_PROTOCOLS if penalty is None else penalty
-        self.net1, self.net2 = engine.new_model(), engine.new_model()
-        self.opt1 = engine.new_optimizer(self.net1.parameters())
-        self.opt2 = engine.new_optimizer(self.net2.parameters())
-        n = engine.num_train
-        self.clean_prob = torch.full((2, n), float("nan"), device=engine.device)  # w of each network
-        self.loss_memory = torch.zeros(2, p.loss_history, n, device=engine.device)
+        self.use_penalty = protocol in ASYMMETRIC_PROTOCOLS if penalty is None else penalty
+        self.net1, self.net2 = ctx.new_model(), ctx.new_model()
+        self.opt1 = ctx.new_optimizer(self.net1.parameters())
+        self.opt2 = ctx.new_optimizer(self.net2.parameters())
+        n = ctx.num_train
+        self.clean_prob = ctx.sample_state(float("nan"), copies=2)  # w of each network
+        self.loss_memory = torch.zeros(2, p.loss_history, n, device=ctx.device)
         self.loss_count = torch.zeros((), dtype=torch.long)
-        self.ensemble_pred = torch.zeros(n, dtype=torch.long, device=engine.device)
+        self.ensemble_pred = ctx.sample_state(0, dtype=torch.long)
         self._unlabeled: list[torch.Tensor] = []
 
     # ------------------------------------------------------------------ co-divide
@@ -170,12 +169,12 @@ class DivideMix(WholeSetLabels, Method):
 
     def co_divide(self) -> None:
         """Fit each network's GMM on its per-sample losses (sec. 3.1); store ``clean_prob`` and the splits."""
-        labels = self.train_labels()
+        labels = self.ctx.train_labels
         self.loss_memory = self.loss_memory.roll(1, dims=1)
         self.loss_count.fill_(min(int(self.loss_count) + 1, self.params.loss_history))
         probs = []
         for k, net in enumerate((self.net1, self.net2)):
-            losses, logits = per_sample_losses(self.engine, net, labels)
+            losses, logits = per_sample_losses(self.ctx, net, labels)
             self.loss_memory[k, 0] = min_max_normalize(losses)
             probs.append(F.softmax(logits, dim=1))
             averaged = self.loss_memory[k, : int(self.loss_count)].mean(0)
@@ -200,7 +199,7 @@ class DivideMix(WholeSetLabels, Method):
 
     # ------------------------------------------------------------------ training
     def train_step(self, batch):
-        if self.engine.epoch < self.params.warmup_epochs or not self.divided:
+        if self.ctx.epoch < self.params.warmup_epochs or not self.divided:
             return self._warmup_step(batch)
         stats = [self._mixmatch_step(k, batch) for k in (0, 1)]
         return {key: (stats[0][key] + stats[1][key]) / 2 for key in stats[0]}
@@ -208,13 +207,13 @@ class DivideMix(WholeSetLabels, Method):
     def _warmup_step(self, batch):
         out = {}
         for k, (net, opt) in enumerate(((self.net1, self.opt1), (self.net2, self.opt2))):
-            with self.engine.autocast():
+            with self.ctx.autocast():
                 logits = net(batch.x).float()
             loss = F.cross_entropy(logits, batch.y)
             if self.use_penalty:  # confidence penalty: CE - H(p) = CE + sum p log p
                 log_p = F.log_softmax(logits, dim=1)
                 loss = loss + (log_p.exp() * log_p).sum(1).mean()
-            self.engine.step(loss, opt)
+            self.ctx.step(loss, opt)
             out["loss"] = out.get("loss", 0.0) + loss.detach() / 2
             if k == 0:
                 out["acc"] = (logits.detach().argmax(1) == batch.y).float().mean()
@@ -225,49 +224,49 @@ class DivideMix(WholeSetLabels, Method):
         if len(pool) == 0:
             return pool
         if len(pool) >= count:
-            pick = torch.randperm(len(pool), generator=self.engine.generator)[:count]
+            pick = torch.randperm(len(pool), generator=self.ctx.generator)[:count]
         else:
-            pick = torch.randint(len(pool), (count,), generator=self.engine.generator)
+            pick = torch.randint(len(pool), (count,), generator=self.ctx.generator)
         return pool[pick.to(pool.device)]
 
     def _mixmatch_step(self, k: int, batch) -> dict[str, torch.Tensor]:
         """One MixMatch step of network ``k`` on the division of the other network."""
-        p, engine = self.params, self.engine
+        p, ctx = self.params, self.ctx
         net, other = (self.net1, self.net2) if k == 0 else (self.net2, self.net1)
         w = self.clean_prob[1 - k][batch.index]
         labeled = w > p.p_threshold
         n = int(labeled.sum())
-        zero = torch.zeros((), device=engine.device)
+        zero = torch.zeros((), device=ctx.device)
         if n < 2:  # nothing to learn from in this batch for this network
             return {"loss": zero, "loss_x": zero, "loss_u": zero, "labeled": zero}
         idx_u = self._draw_unlabeled(1 - k, n)
         m = len(idx_u)
-        raw_l, raw_u = engine.data.train_x[batch.index[labeled]], engine.data.train_x[idx_u]
-        views = [engine.prepare(raw, p.view) for raw in (raw_l, raw_l, raw_u, raw_u)]
+        raw_l, raw_u = ctx.train_x[batch.index[labeled]], ctx.train_x[idx_u]
+        views = [ctx.prepare(raw, p.view) for raw in (raw_l, raw_l, raw_u, raw_u)]
         inputs = torch.cat(views)
         targets = self._guess_targets(net, other, inputs, views[2:], w[labeled], batch.y[labeled], n, m)
-        mixed_x, mixed_t, _, _ = mixup(inputs, targets, p.alpha, generator=engine.generator, larger_half=True)
-        with engine.autocast():
+        mixed_x, mixed_t, _, _ = mixup(inputs, targets, p.alpha, generator=ctx.generator, larger_half=True)
+        with ctx.autocast():
             logits = net(mixed_x).float()
         loss_x, loss_u, loss_reg = mixmatch_loss(logits, mixed_t, 2 * n)
-        ramp = min(max((engine.progress() - p.warmup_epochs) / p.rampup_epochs, 0.0), 1.0)
+        ramp = min(max((ctx.progress() - p.warmup_epochs) / p.rampup_epochs, 0.0), 1.0)
         loss = loss_x + self.lambda_u * ramp * loss_u + p.lambda_r * loss_reg
-        engine.step(loss, self.opt1 if k == 0 else self.opt2)
+        ctx.step(loss, self.opt1 if k == 0 else self.opt2)
         return {"loss": loss.detach(), "loss_x": loss_x.detach(), "loss_u": loss_u.detach(),
-                "labeled": torch.tensor(n / len(batch.index), device=engine.device)}  # fmt: skip
+                "labeled": torch.tensor(n / len(batch.index), device=ctx.device)}  # fmt: skip
 
     @torch.no_grad()
     def _guess_targets(self, net, other, inputs, unlabeled_views, w, y, n: int, m: int) -> torch.Tensor:
         """Sharpened targets of all 2n + 2m inputs: co-refined labelled, co-guessed unlabelled."""
         T = self.params.temperature
-        with self.engine.autocast():
+        with self.ctx.autocast():
             probs = F.softmax(net(inputs).float(), dim=1)
         own = (probs[:n] + probs[n : 2 * n]) / 2
         w = w[:, None]
         refined = sharpen(w * F.one_hot(y, probs.shape[1]).float() + (1 - w) * own, T)
         if m == 0:
             return torch.cat([refined, refined])
-        with eval_mode(other), self.engine.autocast():
+        with eval_mode(other), self.ctx.autocast():
             peer = F.softmax(other(torch.cat(unlabeled_views)).float(), dim=1)
         guess = sharpen((probs[2 * n : 2 * n + m] + probs[2 * n + m :] + peer[:m] + peer[m:]) / 4, T)
         return torch.cat([refined, refined, guess, guess])
@@ -283,7 +282,7 @@ class DivideMix(WholeSetLabels, Method):
         if not self.divided:
             return None
         keep = self.clean_prob.mean(0) > self.params.p_threshold
-        return torch.where(keep, self.train_labels(), self.ensemble_pred).cpu().numpy()
+        return torch.where(keep, self.ctx.train_labels, self.ensemble_pred).cpu().numpy()
 
 
 __all__ = ["DivideMix", "DivideMixParams", "default_lambda_u", "mixmatch_loss"]

@@ -15,7 +15,7 @@ Tu et al., "Learning from Noisy Labels with Decoupled Meta Label Purifier", CVPR
    given ones; ``dmlp.relabel=always`` is the paper's argmax (see :mod:`noisy_labels.purify.pipeline`).
 3. **Training** (``dmlp.then``): DMLP-Naive is ``then=ce`` (the default); DMLP-X is any other registered
    method, built with its own config section and trained by the engine as usual, seeing the purified
-   hard labels as its training labels (in its batches and in ``engine.data.train_y``).
+   hard labels as its training labels (in its batches and as ``ctx.train_labels``).
 
 ``label_acc`` in the logs and ``summary.json`` is the accuracy of the purified labels; ``cleanness`` is
 the purified probability of each given label. The purification's per-epoch history (argmax label
@@ -35,9 +35,12 @@ import numpy as np
 import torch
 
 from .._validation import check_choice
+from ..losses import mean_soft_cross_entropy
+from ..models import create_model
 from ..purify import DMLPPurifier, PurifyParams
-from .base import Method, get_method_class, register_method
-from .robust_losses import mean_soft_cross_entropy
+from ..ssl import SimCLRParams, extract_features, train_simclr
+from ..ssl.simclr import image_stats
+from .base import Batch, Method, get_method_class, register_method
 
 
 @dataclass
@@ -51,16 +54,13 @@ class DMLPParams(PurifyParams):
     simclr_max_images: int | None = None  # SimCLR on a random subset of the images (CPU budgets)
     simclr_model: str | None = None  # encoder for SimCLR (e.g. mlp on a CPU); None: the run's model
 
-
-class _EngineView:
-    """The engine as the inner method sees it: the same engine, with the purified labels as ``train_y``."""
-
-    def __init__(self, engine, data) -> None:
-        self._engine = engine
-        self.data = data
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._engine, name)
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.then == "dmlp":
+            raise ValueError("then cannot be 'dmlp'; name the method to train on the purified labels.")
+        check_choice("targets", self.targets, ("hard", "soft"))
+        if self.targets == "soft" and self.then != "ce":
+            raise ValueError("targets=soft is only supported with then=ce (soft cross-entropy).")
 
 
 @register_method
@@ -72,51 +72,41 @@ class DMLP(Method):
     requires_meta = True
 
     def setup(self) -> None:
-        from ..config import params_from_dict
-
-        p, engine = self.params, self.engine
-        if p.then == self.name:
-            raise ValueError("dmlp.then cannot be 'dmlp'; name the method to train on the purified labels.")
+        p, ctx = self.params, self.ctx
         inner_cls = get_method_class(p.then)
-        check_choice("dmlp.targets", p.targets, ("hard", "soft"))
-        if p.targets == "soft" and p.then != "ce":
-            raise ValueError("dmlp.targets=soft is only supported with dmlp.then=ce (soft cross-entropy).")
-        data = engine.data
         train_f, meta_f = self._features()
         purify_params = PurifyParams(**{f.name: getattr(p, f.name) for f in dataclasses.fields(PurifyParams)})
-        result = DMLPPurifier(purify_params, seed=engine.cfg.seed).fit(
+        result = DMLPPurifier(purify_params, seed=ctx.seed).fit(
             train_f,
-            data.train_y,
+            ctx.train_labels,
             meta_f,
-            data.meta_y,
-            num_classes=engine.num_classes,
-            true_labels=data.train_clean_y,
-            progress=not engine.cfg.quiet,
+            ctx.meta_set()[1],
+            num_classes=ctx.num_classes,
+            true_labels=ctx.true_labels,
+            progress=not ctx.quiet,
         )
-        self.soft_labels = torch.from_numpy(result.soft_labels).to(engine.device)
-        self.purified = torch.from_numpy(result.hard_labels).to(engine.device)  # relabel / keep_given
+        self.soft_labels = torch.from_numpy(result.soft_labels).to(ctx.device)
+        self.purified = torch.from_numpy(result.hard_labels).to(ctx.device)  # relabel / keep_given
         self.purify_cleanness = torch.from_numpy(result.cleanness)
         self._report(result)
-        view = _EngineView(engine, dataclasses.replace(data, train_y=self.purified))
-        section = engine.cfg.method_params.get(p.then, {})
-        self.inner = inner_cls(view, params_from_dict(inner_cls.Params, section, prefix=f"{p.then}."))
+        self.inner = inner_cls(ctx.with_train_labels(self.purified), ctx.method_params(p.then))
         self.inner.setup()
 
     # ------------------------------------------------------------------ stage 1: features
     def _features(self) -> tuple[torch.Tensor, torch.Tensor]:
-        data, source = self.engine.data, self.params.features
+        ctx, source = self.ctx, self.params.features
         if source == "auto":
-            source = "simclr" if data.is_image else "data"
+            source = "simclr" if ctx.is_image else "data"
         if source == "data":
-            if data.is_image:
+            if ctx.is_image:
                 raise ValueError(
                     "dmlp.features=data needs a feature data set; for images use simclr or a file."
                 )
-            return data.train_x, data.meta_x
+            return ctx.train_x, ctx.meta_set()[0]
         if source == "raw":
             flat = [
-                a.reshape(len(a), -1).float() / (255.0 if data.is_image else 1.0)
-                for a in (data.train_x, data.meta_x)
+                a.reshape(len(a), -1).float() / (255.0 if ctx.is_image else 1.0)
+                for a in (ctx.train_x, ctx.meta_set()[0])
             ]
             return flat[0], flat[1]
         if source == "simclr":
@@ -124,73 +114,71 @@ class DMLP(Method):
         return self._file_features(Path(source).expanduser())
 
     def _simclr_features(self) -> tuple[torch.Tensor, torch.Tensor]:
-        from ..models import create_model
-        from ..ssl import SimCLRParams, extract_features, train_simclr
-        from ..ssl.simclr import image_stats
-
-        engine, data, p = self.engine, self.engine.data, self.params
-        if not data.is_image:
+        ctx, p = self.ctx, self.params
+        if not ctx.is_image:
             raise ValueError("dmlp.features=simclr needs images; this data set holds feature vectors.")
-        images = torch.cat([data.train_x, data.meta_x])  # no labels are read
-        name = p.simclr_model or engine.model_name()
-        net = create_model(name, num_classes=engine.num_classes, input_shape=data.input_shape)
-        encoder = net.backbone.to(engine.device)
+        meta_x = ctx.meta_set()[0]
+        images = torch.cat([ctx.train_x, meta_x])  # no labels are read
+        name = p.simclr_model or ctx.model_name()
+        net = create_model(name, num_classes=ctx.num_classes, input_shape=ctx.input_shape)
+        encoder = net.backbone.to(ctx.device)
         params = SimCLRParams(epochs=p.simclr_epochs, max_images=p.simclr_max_images)
         history = train_simclr(
             encoder,
             images,
             params,
             feature_dim=net.feature_dim,
-            seed=engine.cfg.seed,
-            progress=not engine.cfg.quiet,
+            seed=ctx.seed,
+            progress=not ctx.quiet,
         )
-        if not engine.cfg.quiet:
+        if not ctx.quiet:
             first, last = history[0]["loss"], history[-1]["loss"]
             print(f"dmlp: SimCLR {len(history)} epochs, NT-Xent {first:.3f} -> {last:.3f}")
-        mean, std = image_stats(data.train_x)
+        mean, std = image_stats(ctx.train_x)
         feats = [
-            torch.from_numpy(extract_features(encoder, a, mean=mean, std=std, device=engine.device))
-            for a in (data.train_x, data.meta_x)
+            torch.from_numpy(extract_features(encoder, a, mean=mean, std=std, device=ctx.device))
+            for a in (ctx.train_x, meta_x)
         ]
         return feats[0], feats[1]
 
     def _file_features(self, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-        data = self.engine.data
+        train_index, meta_index = self.ctx.sample_positions
         if not path.is_file():
             raise FileNotFoundError(
                 f"dmlp.features: no file {path} (expected .npy/.npz, or auto|data|simclr|raw)."
             )
         arrays = np.load(path, allow_pickle=False)
         feats = arrays["x"] if path.suffix == ".npz" else arrays
-        rows = len(data.train_index) + len(data.meta_index)
+        rows = len(train_index) + len(meta_index)
         if feats.ndim != 2 or len(feats) != rows:
             raise ValueError(
                 f"dmlp.features={path} has shape {feats.shape}; it needs one row per sample of the training "
                 f"set before the meta split ({rows} rows; with train_subset the rows of that subset)."
             )
         feats = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))
-        return feats[torch.from_numpy(data.train_index)], feats[torch.from_numpy(data.meta_index)]
+        return feats[torch.from_numpy(train_index)], feats[torch.from_numpy(meta_index)]
 
     def _report(self, result) -> None:
-        cfg, data = self.engine.cfg, self.engine.data
+        ctx = self.ctx
+        given = ctx.train_labels.cpu().numpy()
         record: dict[str, Any] = {
             "setup_seconds": result.setup_seconds,
             "seconds": result.seconds,
-            "changed": float((result.hard_labels != data.train_y.cpu().numpy()).mean()),
+            "changed": float((result.hard_labels != given).mean()),
             "history": result.history,
         }
         if result.calibration:  # an infinite threshold (nothing relabelled) is written as null
             record["calibration"] = result.calibration_record()
-        if data.train_clean_y is not None:
-            clean = data.train_clean_y.cpu().numpy()
-            record["label_acc_before"] = float((data.train_y.cpu().numpy() == clean).mean())
+        if ctx.true_labels is not None:
+            clean = ctx.true_labels.cpu().numpy()
+            record["label_acc_before"] = float((given == clean).mean())
             record["label_acc"] = float((result.hard_labels == clean).mean())
-        if cfg.out and getattr(self.engine.dist, "is_main", True):
-            out = Path(cfg.out)
+        out = ctx.out_dir
+        if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             (out / "dmlp_purify.json").write_text(json.dumps(record, indent=1))
             np.save(out / "soft_labels.npy", result.soft_labels)
-        if not cfg.quiet:
+        if not ctx.quiet:
             acc = (
                 f"; label accuracy {record['label_acc_before']:.4f} -> {record['label_acc']:.4f}"
                 if "label_acc" in record
@@ -204,19 +192,17 @@ class DMLP(Method):
             )
 
     # ------------------------------------------------------------------ stage 3: delegate to `then`
-    def train_step(self, batch):
-        from ..engine import Batch
-
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         if self.params.targets == "soft":
             return self._soft_ce_step(batch)
-        return self.inner.train_step(Batch(batch.index, batch.raw, batch.x, self.purified[batch.index]))
+        return self.inner.train_step(batch.relabelled(self.purified))
 
     def _soft_ce_step(self, batch) -> dict[str, torch.Tensor]:
         inner = self.inner
-        with self.engine.autocast():
+        with self.ctx.autocast():
             logits = inner.model(batch.x)
             loss = mean_soft_cross_entropy(logits, self.soft_labels[batch.index])
-        self.engine.step(loss, inner.optimizer)
+        self.ctx.step(loss, inner.optimizer)
         acc = (logits.argmax(1) == self.purified[batch.index]).float().mean()
         return {"loss": loss.detach(), "acc": acc.detach()}
 

@@ -36,13 +36,15 @@ the paper's CIFAR runs (391 steps at batch 128); the default keeps that share of
 lagged 14 of the 20 epochs behind and ended at 92.1% (CE 93.9%); with 0.949, 96.0%.
 
 DMLP-ELR+: labels only from ``batch.y``; the cleanness score (``t_i[y_i]``, the temporal ensemble's
-belief in the given label) reads ``train_labels()``. Corrected labels: the targets (soft).
+belief in the given label) reads ``ctx.train_labels``. Corrected labels: the targets (soft).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -50,48 +52,52 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..defaults import scaled_ema_decay
-from ..meta.functional import unwrap
-from ._selection import WholeSetLabels, ensemble_log_probs, eval_mode, mixup
+from ..losses import clamped_softmax, elr_regularizer, mean_soft_cross_entropy
+from ..models import eval_mode
+from ._selection import ensemble_log_probs, mixup
 from .base import Method, register_method
-from .robust_losses import mean_soft_cross_entropy
+
+if TYPE_CHECKING:
+    from ..engine.context import TrainingContext
 
 
-def elr_regularizer(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """``mean_i log(1 - <p_i, t_i>)`` (ELR's regulariser; minimising it raises ``<p, t>``)."""
-    return torch.log1p(-(probs * targets).sum(dim=1)).mean()
+def _write_rows(state: torch.Tensor, index: torch.Tensor, values: torch.Tensor) -> None:
+    state[index] = values
 
 
 @torch.no_grad()
 def update_targets(
-    targets: torch.Tensor, index: torch.Tensor, probs: torch.Tensor, beta: float
+    targets: torch.Tensor,
+    index: torch.Tensor,
+    probs: torch.Tensor,
+    beta: float,
+    write: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None] = _write_rows,
 ) -> torch.Tensor:
-    """In place ``t[index] <- beta t[index] + (1 - beta) p / sum(p)`` (ELR's temporal ensemble).
+    """In place ``t[index] <- beta t[index] + (1 - beta) p / sum(p)`` (ELR's temporal ensemble), through
+    ``write`` (a method passes its context's ``write_samples``).
 
     Returns the updated rows ``t[index]``.
     """
     probs = probs.detach().float()
-    targets[index] = beta * targets[index] + (1.0 - beta) * probs / probs.sum(dim=1, keepdim=True)
+    write(targets, index, beta * targets[index] + (1.0 - beta) * probs / probs.sum(dim=1, keepdim=True))
     return targets[index]
 
 
-def clamped_softmax(logits: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
-    return F.softmax(logits.float(), dim=1).clamp(eps, 1.0 - eps)
-
-
-def _check(section: str, params) -> None:
+def _check_elr(params: ELRParams | ELRPlusParams) -> None:
     if not 0.0 <= params.beta < 1.0 or params.lam < 0:
-        raise ValueError(f"{section}.beta must lie in [0, 1) and {section}.lam be >= 0, got {params}.")
-    if not 0.0 <= (getattr(params, "ema_decay", 0.0) or 0.0) < 1.0:
-        raise ValueError(f"{section}.ema_decay must lie in [0, 1), got {params.ema_decay}.")
+        raise ValueError(
+            f"beta must lie in [0, 1) and lam be >= 0, got beta={params.beta}, lam={params.lam}."
+        )
 
 
-class _TargetsMixin(WholeSetLabels):
+class _TargetsMixin:
     """Cleanness and corrected labels from per-sample targets ``self.targets`` of shape (K, N, C)."""
 
     targets: torch.Tensor
+    ctx: TrainingContext
 
     def cleanness(self) -> np.ndarray:
-        labels = self.train_labels()
+        labels = self.ctx.train_labels
         mean = self.targets.mean(0)
         return mean.gather(1, labels[:, None]).squeeze(1).cpu().numpy()
 
@@ -104,6 +110,9 @@ class ELRParams:
     beta: float = 0.7  # temporal-ensemble momentum (CIFAR-10 0.7, CIFAR-100 0.9)
     lam: float = 3.0  # regularisation weight lambda (CIFAR-10 3, CIFAR-100 7)
 
+    def __post_init__(self) -> None:
+        _check_elr(self)
+
 
 @register_method
 class ELR(_TargetsMixin, Method):
@@ -113,20 +122,19 @@ class ELR(_TargetsMixin, Method):
     Params = ELRParams
 
     def setup(self) -> None:
-        _check(self.name, self.params)
         super().setup()
-        engine = self.engine
-        self.targets = torch.zeros(1, engine.num_train, engine.num_classes, device=engine.device)
+        ctx = self.ctx
+        self.targets = ctx.sample_state(copies=1, columns=ctx.num_classes)
 
     def train_step(self, batch):
-        with self.engine.autocast():
+        with self.ctx.autocast():
             logits = self.model(batch.x).float()
         probs = clamped_softmax(logits)
-        target = update_targets(self.targets[0], batch.index, probs, self.params.beta)
+        target = update_targets(self.targets[0], batch.index, probs, self.params.beta, self.ctx.write_samples)
         ce = F.cross_entropy(logits, batch.y)
         reg = elr_regularizer(probs, target)
         loss = ce + self.params.lam * reg
-        self.engine.step(loss, self.optimizer)
+        self.ctx.step(loss, self.optimizer)
         return {"loss": loss.detach(), "ce": ce.detach(), "elr": reg.detach(),
                 "acc": (logits.detach().argmax(1) == batch.y).float().mean()}  # fmt: skip
 
@@ -144,14 +152,21 @@ class ELRPlusParams:
     mixup_alpha: float = 1.0  # 0 disables mixup
     cross_targets: bool = True  # targets of net k from the other net's weight average (False: its own)
 
+    def __post_init__(self) -> None:
+        _check_elr(self)
+        if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}.")
+
 
 @torch.no_grad()
 def ema_update(average: nn.Module, model: nn.Module, decay: float) -> None:
-    """``theta~ <- decay theta~ + (1 - decay) theta``; buffers (BatchNorm statistics) are copied."""
-    for avg, cur in zip(average.parameters(), unwrap(model).parameters(), strict=True):
+    """``theta~ <- decay theta~ + (1 - decay) theta``; buffers (BatchNorm statistics) are copied.
+
+    ``model`` is the bare network (``ctx.unwrap`` of a DDP-wrapped one)."""
+    for avg, cur in zip(average.parameters(), model.parameters(), strict=True):
         avg.lerp_(cur.detach(), 1.0 - decay)
-    for avg, cur in zip(average.buffers(), unwrap(model).buffers(), strict=True):
-        avg.copy_(cur)
+    for avg_buffer, buffer in zip(average.buffers(), model.buffers(), strict=True):
+        avg_buffer.copy_(buffer)
 
 
 @register_method
@@ -162,17 +177,16 @@ class ELRPlus(_TargetsMixin, Method):
     Params = ELRPlusParams
 
     def setup(self) -> None:
-        _check(self.name, self.params)
-        engine = self.engine
+        ctx = self.ctx
         if self.params.ema_decay is None:
-            self.params.ema_decay = scaled_ema_decay(0.997, PAPER_STEPS_PER_EPOCH, engine.steps_per_epoch)
-        self.net1, self.net2 = engine.new_model(), engine.new_model()
-        self.opt1 = engine.new_optimizer(self.net1.parameters())
-        self.opt2 = engine.new_optimizer(self.net2.parameters())
+            self.params.ema_decay = scaled_ema_decay(0.997, PAPER_STEPS_PER_EPOCH, ctx.steps_per_epoch)
+        self.net1, self.net2 = ctx.new_model(), ctx.new_model()
+        self.opt1 = ctx.new_optimizer(self.net1.parameters())
+        self.opt2 = ctx.new_optimizer(self.net2.parameters())
         self.avg1, self.avg2 = (
-            copy.deepcopy(unwrap(n)).requires_grad_(False) for n in (self.net1, self.net2)
+            copy.deepcopy(ctx.unwrap(n)).requires_grad_(False) for n in (self.net1, self.net2)
         )
-        self.targets = torch.zeros(2, engine.num_train, engine.num_classes, device=engine.device)
+        self.targets = ctx.sample_state(copies=2, columns=ctx.num_classes)
         self.avg_updates = torch.zeros((), dtype=torch.long)
 
     def train_step(self, batch):
@@ -181,23 +195,23 @@ class ELRPlus(_TargetsMixin, Method):
         return {key: (stats[0][key] + stats[1][key]) / 2 for key in stats[0]}
 
     def _step(self, k: int, batch) -> dict[str, torch.Tensor]:
-        p, engine = self.params, self.engine
+        p, ctx = self.params, self.ctx
         net, opt, avg = (self.net1, self.opt1, self.avg1) if k == 0 else (self.net2, self.opt2, self.avg2)
         teacher = (self.avg2 if k == 0 else self.avg1) if p.cross_targets else avg
-        with torch.no_grad(), eval_mode(teacher), engine.autocast():
+        with torch.no_grad(), eval_mode(teacher), ctx.autocast():
             teacher_probs = clamped_softmax(teacher(batch.x))
-        target = update_targets(self.targets[k], batch.index, teacher_probs, p.beta)
-        onehot = F.one_hot(batch.y, engine.num_classes).float()
+        target = update_targets(self.targets[k], batch.index, teacher_probs, p.beta, self.ctx.write_samples)
+        onehot = F.one_hot(batch.y, ctx.num_classes).float()
         mixed_x, mixed, _, _ = mixup(batch.x, torch.cat([onehot, target], 1), p.mixup_alpha,
-                                     generator=engine.generator)  # fmt: skip
-        mixed_y, mixed_t = mixed.split(engine.num_classes, dim=1)
-        with engine.autocast():
+                                     generator=ctx.generator)  # fmt: skip
+        mixed_y, mixed_t = mixed.split(ctx.num_classes, dim=1)
+        with ctx.autocast():
             logits = net(mixed_x).float()
         ce = mean_soft_cross_entropy(logits, mixed_y)
         reg = elr_regularizer(clamped_softmax(logits), mixed_t)
         loss = ce + p.lam * reg
-        engine.step(loss, opt)
-        ema_update(avg, net, min(p.ema_decay, 1.0 - 1.0 / (int(self.avg_updates) + 1)))
+        ctx.step(loss, opt)
+        ema_update(avg, self.ctx.unwrap(net), min(p.ema_decay, 1.0 - 1.0 / (int(self.avg_updates) + 1)))
         return {"loss": loss.detach(), "ce": ce.detach(), "elr": reg.detach()}
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:

@@ -88,15 +88,18 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torch.func import functional_call
 
 from .._validation import check_choice
+from ..losses import soft_cross_entropy
 from ..meta import (
+    META_GRADS,
     StudentStep,
     buffers_of,
     capture_rng,
@@ -107,86 +110,15 @@ from ..meta import (
     parameters_of,
     replay_rng,
     snapshot,
-    soft_cross_entropy,
-    unwrap,
 )
-from ..models import Classifier
-from ._selection import assumed_noise_rate
+from ..models import GatedTeacher, LabelCorrector, eval_mode
 from .base import Method, register_method
 from .meta_weighting import META_LOSSES
 
+if TYPE_CHECKING:
+    from ..engine.context import TrainingContext
+
 INJECTIONS = ("random", "adversarial", "mixed", "none")
-META_GRADS = ("fast", "second_order")
-
-
-# ------------------------------------------------------------------------------------------ teachers
-class LabelCorrector(nn.Module):
-    """MLC's label-correction network: ``softmax(MLP([h, e(y~)]))`` from student features ``h``.
-
-    Parameters
-    ----------
-    feature_dim : int
-    num_classes : int
-    embedding : int, default=128
-    hidden : int, default=128
-
-    Examples
-    --------
-    >>> net = LabelCorrector(5, 3, embedding=4, hidden=6)
-    >>> q = net(torch.randn(2, 5), torch.tensor([0, 2]))
-    >>> tuple(q.shape), bool(torch.allclose(q.sum(1), torch.ones(2)))
-    ((2, 3), True)
-    """
-
-    def __init__(self, feature_dim: int, num_classes: int, *, embedding: int = 128, hidden: int = 128):
-        super().__init__()
-        self.embed = nn.Embedding(num_classes, embedding)
-        self.net = nn.Sequential(
-            nn.Linear(feature_dim + embedding, hidden),
-            nn.Tanh(),
-            nn.Linear(hidden, hidden),
-            nn.Tanh(),
-            nn.Linear(hidden, num_classes),
-        )
-
-    def forward(self, h: Tensor, y: Tensor) -> Tensor:
-        """Soft labels ``(B, C)`` for features ``(B, D)`` and noisy labels ``(B,)``."""
-        return F.softmax(self.net(torch.cat([h, self.embed(y)], dim=1)), dim=1)
-
-
-class GatedTeacher(nn.Module):
-    """EMLC's teacher (Fig. 3): its own classifier, a label embedding and a gate MLP.
-
-    ``w = sigmoid(MLP([h, z(y~)]))`` and ``q = w * onehot(y~) + (1 - w) * softmax(classifier(x))``, with
-    ``h`` the classifier's backbone features. Reference sizes: embedding 128, one hidden layer of 128.
-
-    Parameters
-    ----------
-    classifier : Classifier
-        The teacher's feature extractor and classifier (not shared with the student).
-    embedding : int, default=128
-    hidden : int, default=128
-    """
-
-    def __init__(self, classifier: Classifier, *, embedding: int = 128, hidden: int = 128) -> None:
-        super().__init__()
-        self.classifier = classifier
-        self.num_classes = classifier.num_classes
-        self.embed = nn.Embedding(self.num_classes, embedding)
-        self.gate = nn.Sequential(
-            nn.Linear(classifier.feature_dim + embedding, hidden), nn.ReLU(), nn.Linear(hidden, 1)
-        )
-
-    def gate_logit(self, h: Tensor, y: Tensor) -> Tensor:
-        """Pre-sigmoid gate ``(B,)`` for features ``h`` and (possibly noisy) labels ``y``."""
-        return self.gate(torch.cat([h, self.embed(y).to(h.dtype)], dim=1)).squeeze(1)
-
-    def forward(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """Soft labels ``(B, C)`` and gate ``(B,)``."""
-        logits, h = self.classifier(x, return_features=True)
-        w = torch.sigmoid(self.gate_logit(h, y))[:, None]
-        onehot = F.one_hot(y, self.num_classes).to(logits.dtype)
-        return w * onehot + (1.0 - w) * F.softmax(logits, dim=1), w.squeeze(1)
 
 
 def inject_noise(
@@ -254,26 +186,23 @@ class TeacherStudent(Method):
     def setup(self) -> None:
         super().setup()
         p = self.params
-        check_choice(f"{self.name}.meta_loss", p.meta_loss, META_LOSSES)
-        n, device = self.engine.num_train, self.engine.device
         # Latest teacher outputs per training sample (tensors, so checkpoints restore them).
-        self.sample_cleanness = torch.ones(n, device=device)
-        self.sample_corrected = self.engine.data.train_y.clone().to(device)
+        self.sample_cleanness = self.ctx.sample_state(1.0)
+        self.sample_corrected = self.ctx.train_labels.clone().to(self.ctx.device)
         if p.select_by_clean:
-            self.selected = copy.deepcopy(unwrap(self.model))
+            self.selected = copy.deepcopy(self.ctx.unwrap(self.model))
             self.best_clean_acc = torch.tensor(-1.0)
 
     def new_teacher_optimizer(self, params) -> torch.optim.Optimizer:
         """The teacher's optimiser: the config's, with the method's overrides, on the LR schedule."""
-        p, cfg = self.params, self.engine.cfg.optim
+        p, cfg = self.params, self.ctx.optim
         name = p.teacher_optim or cfg.name
-        check_choice(f"{self.name}.teacher_optim", name, ("sgd", "adam", "adamw"))
         momentum = p.teacher_momentum
         overrides = {"name": name, "lr": p.teacher_lr or cfg.lr, "momentum": momentum}
         overrides["nesterov"] = cfg.nesterov and momentum > 0
         if p.teacher_weight_decay is not None:
             overrides["weight_decay"] = p.teacher_weight_decay
-        return self.engine.new_optimizer(params, **overrides)
+        return self.ctx.new_optimizer(params, **overrides)
 
     def student_lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
@@ -282,29 +211,27 @@ class TeacherStudent(Method):
         return META_LOSSES[self.params.meta_loss]
 
     def record(self, index: Tensor, cleanness: Tensor, soft: Tensor) -> None:
-        self.sample_cleanness[index] = cleanness.detach().float()
-        self.sample_corrected[index] = soft.detach().argmax(dim=1)
+        self.ctx.write_samples(self.sample_cleanness, index, cleanness.detach().float())
+        self.ctx.write_samples(self.sample_corrected, index, soft.detach().argmax(dim=1))
 
     def clean_term(self) -> Tensor | float:
         """The reference code's optional CE of the student on a clean batch (no teacher dependence)."""
         weight = self.params.student_clean_weight
         if weight <= 0:
             return 0.0
-        x, y = self.engine.meta_batch(self.params.meta_batch_size)
+        x, y = self.ctx.meta_batch(self.params.meta_batch_size)
         return weight * F.cross_entropy(self.model(x), y)
 
     def on_epoch_end(self, epoch: int) -> dict[str, Tensor]:
         """The student's meta-set accuracy (logged as ``train_clean_acc``), and the clean-set selection."""
-        engine = self.engine
-        self.model.eval()
-        try:
-            logits = engine.predict(self.model, engine.data.meta_x)
-        finally:
-            self.model.train()
-        acc = (logits.argmax(1) == engine.data.meta_y.to(logits.device)).float().mean()
+        ctx = self.ctx
+        meta_x, meta_y = ctx.meta_set()
+        with eval_mode(self.model):
+            logits = ctx.predict(self.model, meta_x)
+        acc = (logits.argmax(1) == meta_y.to(logits.device)).float().mean()
         if self.params.select_by_clean and acc.item() >= self.best_clean_acc.item():
             self.best_clean_acc.fill_(acc.item())
-            self.selected.load_state_dict(unwrap(self.model).state_dict())
+            self.selected.load_state_dict(ctx.unwrap(self.model).state_dict())
         return {"clean_acc": acc}
 
     def predict(self, x: Tensor) -> Tensor:
@@ -335,6 +262,11 @@ class TeacherParams:
     student_clean_weight: float | None = None
     select_by_clean: bool = False  # evaluate the student of the best meta-set accuracy (EMLC sec. 4.1)
 
+    def __post_init__(self) -> None:
+        check_choice("meta_loss", self.meta_loss, META_LOSSES)
+        if self.teacher_optim is not None:
+            check_choice("teacher_optim", self.teacher_optim, ("sgd", "adam", "adamw"))
+
 
 @dataclass
 class MLCParams(TeacherParams):
@@ -356,10 +288,10 @@ class MLC(TeacherStudent):
     def setup(self) -> None:
         super().setup()
         p = self.params
-        feature_dim = unwrap(self.model).feature_dim
+        feature_dim = self.ctx.classifier(self.model).feature_dim
         self.teacher = LabelCorrector(
-            feature_dim, self.engine.num_classes, embedding=p.label_embedding, hidden=p.hidden
-        ).to(self.engine.device)
+            feature_dim, self.ctx.num_classes, embedding=p.label_embedding, hidden=p.hidden
+        ).to(self.ctx.device)
         self.teacher_optimizer = self.new_teacher_optimizer(self.teacher.parameters())
 
     def train_step(self, batch):
@@ -367,7 +299,7 @@ class MLC(TeacherStudent):
         soft = self.teacher(h.detach(), batch.y)
         # Teacher: one SGD step down the clean loss after a virtual student step (double backward).
         clean = self.clean_term()
-        meta_x, meta_y = self.engine.meta_batch(self.params.meta_batch_size)
+        meta_x, meta_y = self.ctx.meta_batch(self.params.meta_batch_size)
         virtual = soft_cross_entropy(soft)(logits).mean() + clean
         meta_loss = lookahead_meta_loss(
             self.model, virtual, meta_x, meta_y, self.meta_loss_fn(), lr=self.student_lr()
@@ -378,7 +310,7 @@ class MLC(TeacherStudent):
         # Student: the real step on the soft labels of the teacher before its update (MLC's code).
         self.record(batch.index, soft.gather(1, batch.y[:, None]).squeeze(1), soft)
         real = soft_cross_entropy(soft.detach())(logits).mean() + clean
-        self.engine.step(real, self.optimizer)
+        self.ctx.step(real, self.optimizer)
         return {"loss": real.detach(), "meta_loss": meta_loss.detach()}
 
 
@@ -400,11 +332,23 @@ class EMLCParams(TeacherParams):
     gate_hidden: int = 128  # hidden units of the gate MLP (reference code)
     teacher_model: str | None = None  # None: the config's model (with its params)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}.")
+        if self.gamma is not None and not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"gamma must be in [0, 1], got {self.gamma}.")
+        if self.corrupt_fraction is not None and not 0.0 < self.corrupt_fraction < 1.0:
+            raise ValueError(f"corrupt_fraction must be in (0, 1), got {self.corrupt_fraction}.")
+        check_choice("meta_grad", self.meta_grad, META_GRADS)
+        check_choice("injection", self.injection, INJECTIONS)
+        check_choice("clean_view", self.clean_view, ("weak", "strong"))
 
-def clean_share(engine) -> float:
+
+def clean_share(ctx: TrainingContext) -> float:
     """``n_clean / n_train``: the weight at which a clean batch's CE, added every student step, gives each
     clean sample the weight of one training sample per epoch (both draw batches of the same size)."""
-    return len(engine.data.meta_y) / engine.num_train
+    return len(ctx.meta_set()[1]) / ctx.num_train
 
 
 def default_corrupt_fraction(noise_rate: float) -> float:
@@ -426,30 +370,21 @@ class EMLC(TeacherStudent):
     def setup(self) -> None:
         super().setup()
         p = self.params
-        if p.steps < 1:
-            raise ValueError(f"emlc.steps must be >= 1, got {p.steps}.")
-        if p.gamma is not None and not 0.0 <= p.gamma <= 1.0:
-            raise ValueError(f"emlc.gamma must be in [0, 1], got {p.gamma}.")
         if p.corrupt_fraction is None:
-            p.corrupt_fraction = default_corrupt_fraction(assumed_noise_rate(self.engine))
+            p.corrupt_fraction = default_corrupt_fraction(self.ctx.assumed_noise_rate())
         if p.student_clean_weight is None:
-            p.student_clean_weight = clean_share(self.engine)
-        if not 0.0 < p.corrupt_fraction < 1.0:
-            raise ValueError(f"emlc.corrupt_fraction must be in (0, 1), got {p.corrupt_fraction}.")
-        check_choice("emlc.meta_grad", p.meta_grad, META_GRADS)
-        check_choice("emlc.injection", p.injection, INJECTIONS)
-        check_choice("emlc.clean_view", p.clean_view, ("weak", "strong"))
-        classifier = unwrap(self.engine.new_model(p.teacher_model))
+            p.student_clean_weight = clean_share(self.ctx)
+        classifier = self.ctx.classifier(self.ctx.new_model(p.teacher_model))
         self.teacher = GatedTeacher(classifier, embedding=p.label_embedding, hidden=p.gate_hidden).to(
-            self.engine.device
+            self.ctx.device
         )
         self.teacher_optimizer = self.new_teacher_optimizer(self.teacher.parameters())
         self.history: list[StudentStep] = []  # the current window; empty between epochs
         self.pending = 0  # student steps since the teacher's last update (0 between epochs)
 
     def train_step(self, batch):
-        p, engine = self.params, self.engine
-        last = engine.step_in_epoch == engine.steps_per_epoch - 1
+        p, ctx = self.params, self.ctx
+        last = ctx.is_last_step
         self.pending += 1
         update_now = self.pending >= p.steps or last
         track = p.meta_weight != 0  # a negative weight flips the meta-gradient (a test's control)
@@ -465,7 +400,7 @@ class EMLC(TeacherStudent):
         logits = self.model(batch.x)
         # The clean term has no mixed Hessian with the teacher: FPMG over the soft-label term stays exact.
         loss = soft_cross_entropy(soft.detach())(logits).mean() + self.clean_term()
-        engine.step(loss, self.optimizer)
+        ctx.step(loss, self.optimizer)
         stats = {"loss": loss.detach(), "mean_gate": gate.detach().mean()}
         if track:
             self.history.append(step)
@@ -477,19 +412,19 @@ class EMLC(TeacherStudent):
         """The recorded step's loss vector on soft labels with their graph to the teacher."""
         y, rng, soft = step.context
         if soft is None:
-            params = dict(self.teacher.named_parameters())
+            params: dict[str, Tensor] = dict(self.teacher.named_parameters())
             with replay_rng(rng):
                 soft, _ = functional_call(self.teacher, (params, buffers_of(self.teacher)), (step.x, y))
         return soft_cross_entropy(soft)
 
     def teacher_step(self) -> dict[str, Tensor]:
         """One teacher update on eq. 12; statistics weighted by the student steps it covers."""
-        p, engine = self.params, self.engine
+        p, ctx = self.params, self.ctx
         covered, self.pending = self.pending, 0
         self.teacher_optimizer.zero_grad(set_to_none=True)
         stats = {}
         if self.history:
-            meta_x, meta_y = engine.meta_batch(p.meta_batch_size)
+            meta_x, meta_y = ctx.meta_batch(p.meta_batch_size)
             params = parameters_of(self.model)
             meta_loss, g_meta = meta_loss_and_grad(self.model, params, meta_x, meta_y, self.meta_loss_fn())
             backward = fpmg_backward if p.meta_grad == "fast" else mixed_hessian_backward
@@ -511,14 +446,14 @@ class EMLC(TeacherStudent):
 
     def supervised_backward(self) -> dict[str, Tensor]:
         """Eq. 12's L_CE and L_BCE on one clean batch (one teacher forward), backpropagated."""
-        p, engine = self.params, self.engine
-        x, y = engine.meta_batch(p.meta_batch_size, view=p.clean_view)
+        p, ctx = self.params, self.ctx
+        x, y = ctx.meta_batch(p.meta_batch_size, view=p.clean_view)
         logits, h = self.teacher.classifier(x, return_features=True)
         ce = F.cross_entropy(logits, y)
         loss, stats = p.ce_weight * ce, {"teacher_ce": ce.detach()}
         if p.bce_weight > 0 and p.injection != "none":
             labels, clean = inject_noise(
-                y, logits, strategy=p.injection, fraction=p.corrupt_fraction, generator=engine.generator
+                y, logits, strategy=p.injection, fraction=p.corrupt_fraction, generator=ctx.generator
             )
             gate_logit = self.teacher.gate_logit(h, labels)
             bce = F.binary_cross_entropy_with_logits(gate_logit, clean.to(gate_logit.dtype))

@@ -84,10 +84,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._validation import check_choice
-from ..engine.distributed import wrap_model
-from ..meta.functional import unwrap
+from ..losses import mean_soft_cross_entropy
+from ..models import eval_mode
 from ..ssl.simclr import nt_xent_loss
-from ._selection import eval_mode, mixup
+from ._selection import mixup
 from ._warmup import AdaptiveWarmup
 from .base import Method, register_method
 from .flywheel_em import (
@@ -99,7 +99,6 @@ from .flywheel_em import (
     refurbished_targets,
     update_gamma,
 )
-from .robust_losses import mean_soft_cross_entropy
 
 CONTRASTIVE = ("simclr", "supcon", "none")
 CR_PRIORS = ("empirical", "uniform")
@@ -123,22 +122,18 @@ class FlywheelParams:
     auxiliary: bool = True  # false = the "w/o Aux." ablation (g alone, eq. 7)
     fixed_epsilon: bool = False  # true = the "eps fixed" ablation (1/K throughout)
 
-
-def _check(params: FlywheelParams) -> None:
-    p = params
-    if p.cr_ramp_epochs < 0:
-        raise ValueError(f"flywheel.cr_ramp_epochs must be >= 0, got {p.cr_ramp_epochs}.")
-    if p.warmup_epochs is not None and p.warmup_epochs < 1:
-        raise ValueError(
-            f"flywheel.warmup_epochs must be >= 1 (gamma starts from it), got {p.warmup_epochs}."
-        )
-    for key in ("cr_lambda", "alpha", "mixup_alpha", "warmup_min_gain"):
-        if getattr(p, key) < 0:
-            raise ValueError(f"flywheel.{key} must be >= 0, got {getattr(p, key)}.")
-    if p.temperature <= 0 or p.proj_dim < 1:
-        raise ValueError("flywheel.temperature must be > 0 and flywheel.proj_dim >= 1.")
-    for key, allowed in (("contrastive", CONTRASTIVE), ("cr_prior", CR_PRIORS)):
-        check_choice(f"flywheel.{key}", getattr(p, key), allowed)
+    def __post_init__(self) -> None:
+        if self.cr_ramp_epochs < 0:
+            raise ValueError(f"cr_ramp_epochs must be >= 0, got {self.cr_ramp_epochs}.")
+        if self.warmup_epochs is not None and self.warmup_epochs < 1:
+            raise ValueError(f"warmup_epochs must be >= 1 (gamma starts from it), got {self.warmup_epochs}.")
+        for key in ("cr_lambda", "alpha", "mixup_alpha", "warmup_min_gain"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}.")
+        if self.temperature <= 0 or self.proj_dim < 1:
+            raise ValueError("temperature must be > 0 and proj_dim >= 1.")
+        for key, allowed in (("contrastive", CONTRASTIVE), ("cr_prior", CR_PRIORS)):
+            check_choice(key, getattr(self, key), allowed)
 
 
 @register_method
@@ -159,27 +154,25 @@ class Flywheel(AdaptiveWarmup, Method):
 
     # ------------------------------------------------------------------ building
     def setup(self) -> None:
-        p, e = self.params, self.engine
-        _check(p)
-        n, k, dev = e.num_train, e.num_classes, e.device
+        p, e = self.params, self.ctx
+        k, dev = e.num_classes, e.device
         self.g = e.new_model()
         self.g_opt = e.new_optimizer(self.g.parameters())
         if p.auxiliary:
             self.f = e.new_model()
             params = list(self.f.parameters())
             if self.uses_contrastive():
-                d = unwrap(self.f).feature_dim
-                head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, p.proj_dim)).to(dev)
-                self.proj = wrap_model(head, e.dist, dev)
+                d = e.classifier(self.f).feature_dim
+                self.proj = e.place(nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, p.proj_dim)))
                 params += list(self.proj.parameters())
             self.f_opt = e.new_optimizer(params)
-            self.targets = torch.zeros(n, k, device=dev)
+            self.targets = e.sample_state(columns=k)
             self.transition = torch.eye(k, device=dev)
             self.transition_c = torch.full((k, k), 1.0 / k, device=dev)
-        self.q = torch.ones(n, device=dev)
+        self.q = e.sample_state(1.0)
         self.gamma = torch.ones((), device=dev)
-        self.eps = torch.full((n,), 1.0 / k, device=dev)
-        self.yhat = self.train_labels().clone()
+        self.eps = e.sample_state(1.0 / k)
+        self.yhat = e.train_labels.clone()
         self.prior = torch.full((k,), 1.0 / k, device=dev)
         self.cycles = torch.zeros((), dtype=torch.long, device=dev)
         self.setup_warmup()
@@ -191,13 +184,9 @@ class Flywheel(AdaptiveWarmup, Method):
         only the projection head, changing nothing in ``f``, so it is skipped to save its cost.
         """
         p = self.params
-        backbone = getattr(unwrap(self.f), "backbone", None)
+        backbone = getattr(self.ctx.unwrap(self.f), "backbone", None)
         trainable = backbone is None or any(w.requires_grad for w in backbone.parameters())
         return p.contrastive != "none" and p.alpha > 0 and trainable
-
-    def train_labels(self) -> torch.Tensor:
-        """The given (noisy) training labels ``(N,)`` for whole-set passes; override to feed purified ones."""
-        return self.engine.data.train_y
 
     # ------------------------------------------------------------------ gradient M-steps (per batch)
     def train_step(self, batch) -> dict[str, torch.Tensor]:
@@ -210,14 +199,14 @@ class Flywheel(AdaptiveWarmup, Method):
         return stats | self._g_step(batch) | {"gamma": self.gamma.detach()}
 
     def _ce_step(self, net: nn.Module, opt: torch.optim.Optimizer, batch) -> torch.Tensor:
-        with self.engine.autocast():
+        with self.ctx.autocast():
             loss = F.cross_entropy(net(batch.x).float(), batch.y)
-        self.engine.step(loss, opt)
+        self.ctx.step(loss, opt)
         return loss.detach()
 
     def _f_step(self, batch) -> dict[str, torch.Tensor]:
         """Auxiliary M-step for ``f``: soft CE on ``q_i(y)`` under MixUp (eq. 13) + ``alpha * L_con``."""
-        p, e = self.params, self.engine
+        p, e = self.params, self.ctx
         x, targets = batch.x, self.targets[batch.index]
         x, targets, _, _ = mixup(x, targets, p.mixup_alpha, generator=e.generator, larger_half=True)
         with e.autocast():
@@ -238,14 +227,14 @@ class Flywheel(AdaptiveWarmup, Method):
     def _g_step(self, batch) -> dict[str, torch.Tensor]:
         """Main M-step for ``g``: eq. 8 on the resampled labels (eq. 7 reweighting without ``f``)."""
         p = self.params
-        with self.engine.autocast():
+        with self.ctx.autocast():
             logits = self.g(batch.x)
         lam = self.cr_lambda()
         if p.auxiliary:
             loss = main_loss(logits, self.yhat[batch.index], self.prior, lam)
         else:
             loss = main_loss(logits, batch.y, self.prior, lam, weights=self.q[batch.index])
-        self.engine.step(loss, self.g_opt)
+        self.ctx.step(loss, self.g_opt)
         return {"loss_g": loss.detach()}
 
     def cr_lambda(self) -> float:
@@ -253,13 +242,15 @@ class Flywheel(AdaptiveWarmup, Method):
         p = self.params
         if p.cr_ramp_epochs <= 0:
             return p.cr_lambda
-        into = self.engine.progress() - self.warmup_epochs_done()
+        into = self.ctx.progress() - self.warmup_epochs_done()
         return p.cr_lambda * min(1.0, max(0.0, into) / p.cr_ramp_epochs)
 
     # ------------------------------------------------------------------ E-steps and closed forms (per epoch)
     def on_epoch_end(self, epoch: int) -> None:
         if self.in_warmup():
-            self.end_warmup_epoch(epoch, self.em_boundary(warmup=True))
+            agreement = self.em_boundary(warmup=True)
+            assert agreement is not None  # a warm-up boundary measures it
+            self.end_warmup_epoch(epoch, agreement)
         else:
             self.em_boundary(warmup=False)
 
@@ -269,23 +260,23 @@ class Flywheel(AdaptiveWarmup, Method):
 
         Returns the warm-up network's agreement with the given labels at a warm-up boundary (else None).
         """
-        p, e = self.params, self.engine
-        noisy, k = self.train_labels(), e.num_classes
+        p, e = self.params, self.ctx
+        noisy, k = e.train_labels, e.num_classes
         nets = [self.g, self.f] if p.auxiliary else [self.g]
         with eval_mode(*nets):
-            g_prob = F.softmax(e.predict(self.g, e.data.train_x, "test"), dim=1)
+            g_prob = F.softmax(e.predict(self.g, e.train_x, "test"), dim=1)
             f_prob = self.aux_prediction() if p.auxiliary else None
         agreement = None
         if warmup:  # initialisation (sec. 4.1): gamma = training accuracy, eps = 1/K
-            ref = f_prob if p.auxiliary else g_prob
+            ref = f_prob if f_prob is not None else g_prob
             agreement = (ref.argmax(1) == noisy).float().mean()
             self.gamma.copy_(agreement)
             self.eps.fill_(1.0 / k)
-        elif p.auxiliary and not p.fixed_epsilon:
+        elif f_prob is not None and not p.fixed_epsilon:
             self.eps.copy_(per_sample_epsilon(f_prob, self.transition_c, noisy))
         self.q.copy_(clean_posterior(self.gamma, g_prob.gather(1, noisy[:, None]).squeeze(1), self.eps))
         self.gamma.copy_(update_gamma(self.q))
-        if p.auxiliary:
+        if f_prob is not None:  # the auxiliary network is on
             self.yhat.copy_(f_prob.argmax(1))
             self.targets.copy_(refurbished_targets(self.q, noisy, f_prob))
             self.transition.copy_(estimate_transition(self.targets, noisy))
@@ -297,9 +288,13 @@ class Flywheel(AdaptiveWarmup, Method):
 
     def aux_prediction(self) -> torch.Tensor:
         """``f``'s softmax over the training set ``(N, K)``, averaged over two weak views (sec. 4.1 (i))."""
-        e = self.engine
-        views = 2 if e.data.is_image else 1  # the weak view of features is the identity
-        return sum(F.softmax(e.predict(self.f, e.data.train_x, "weak"), dim=1) for _ in range(views)) / views
+        e = self.ctx
+        views = 2 if e.is_image else 1  # the weak view of features is the identity
+        probs = [F.softmax(e.predict(self.f, e.train_x, "weak"), dim=1) for _ in range(views)]
+        total = probs[0]
+        for more in probs[1:]:
+            total = total + more
+        return total / views
 
     # ------------------------------------------------------------------ outputs
     def predict(self, x: torch.Tensor) -> torch.Tensor:

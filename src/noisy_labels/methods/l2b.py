@@ -43,26 +43,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from .._validation import check_choice
 from ..defaults import scaled_epochs
-from ..meta import L2B_NORMALIZATIONS, LossVectorFn, l2b_normalize
-from .base import register_method
+from ..losses import real_and_pseudo_ce
+from ..meta import L2B_NORMALIZATIONS, l2b_normalize
+from .base import Method, register_method
 from .meta_weighting import MetaMethod, MetaParams
 
 VARIANTS = ("joint", "alpha_zero", "beta_zero", "sum_to_one")
-
-
-def real_and_pseudo_ce(labels: torch.Tensor) -> LossVectorFn:
-    """``logits -> (2B,)``: CE with the given labels, then CE with the hard pseudo-labels (eq. 1)."""
-
-    def terms(logits: torch.Tensor) -> torch.Tensor:
-        pseudo = logits.detach().argmax(dim=1)
-        real = F.cross_entropy(logits, labels, reduction="none")
-        return torch.cat([real, F.cross_entropy(logits, pseudo, reduction="none")])
-
-    return terms
 
 
 def l2b_weights(
@@ -111,6 +100,13 @@ class L2BParams(MetaParams):
     warmup_epochs: int | None = None
     clip_grad_norm: float | None = None  # None: the config's grad_clip (paper CIFAR-10: 0.25)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("normalization", self.normalization, L2B_NORMALIZATIONS)
+        check_choice("variant", self.variant, VARIANTS)
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}.")
+
 
 @register_method
 class L2B(MetaMethod):
@@ -123,26 +119,22 @@ class L2B(MetaMethod):
         super().setup()
         p = self.params
         if p.warmup_epochs is None:
-            p.warmup_epochs = scaled_epochs(10, 300, self.engine.cfg.epochs)
-        check_choice("l2b.normalization", p.normalization, L2B_NORMALIZATIONS)
-        check_choice("l2b.variant", p.variant, VARIANTS)
-        if p.temperature <= 0:
-            raise ValueError(f"l2b.temperature must be > 0, got {p.temperature}.")
+            p.warmup_epochs = scaled_epochs(10, 300, self.ctx.epochs)
+
+    def clip_norm(self) -> float | None:
+        return self.params.clip_grad_norm
 
     def train_step(self, batch):
         p = self.params
-        if self.engine.epoch < p.warmup_epochs:
-            logits = self.model(batch.x)
-            loss = F.cross_entropy(logits, batch.y)
-            self.engine.step(loss, self.optimizer, clip=p.clip_grad_norm)
-            return {"loss": loss.detach(), "acc": (logits.argmax(1) == batch.y).float().mean().detach()}
+        if self.ctx.epoch < p.warmup_epochs:  # plain CE
+            return Method.train_step(self, batch)
         result = self.meta_gradient(batch.x, real_and_pseudo_ce(batch.y))
         alpha, beta = l2b_weights(
             result.grad, normalization=p.normalization, temperature=p.temperature, variant=p.variant
         )
         b = len(batch.y)
         loss = (alpha * result.losses[:b]).sum() + (beta * result.losses[b:]).sum()
-        self.engine.step(loss, self.optimizer, clip=p.clip_grad_norm)
+        self.ctx.step(loss, self.optimizer, clip=p.clip_grad_norm)
         self.record_weights(batch.index, alpha * b)
         return {
             "loss": loss.detach(),

@@ -76,30 +76,22 @@ import torch.nn.functional as F
 
 from .._validation import check_choice
 from ..defaults import lookahead_step
+from ..losses import LossVectorFn, MetaLossFn, mae_loss, per_sample_ce
 from ..meta import (
-    LossVectorFn,
-    MetaLossFn,
+    META_GRADS,
     RngState,
     WeightGrad,
-    WeightNet,
     capture_rng,
     normalize_sum,
     rectified_weights,
     weight_grad,
     weight_grad_second_order,
 )
-from ._selection import eval_mode
+from ..models import WeightNet, eval_mode
 from ._warmup import AdaptiveWarmup
 from .base import Method, register_method
-from .robust_losses import mae_loss
 
 META_LOSSES: dict[str, MetaLossFn] = {"ce": F.cross_entropy, "mae": mae_loss}
-META_GRADS = ("fast", "second_order")
-
-
-def per_sample_ce(labels: torch.Tensor) -> LossVectorFn:
-    """``logits -> (B,)`` per-sample cross-entropy against ``labels``."""
-    return lambda logits: F.cross_entropy(logits, labels, reduction="none")
 
 
 @dataclass
@@ -117,6 +109,11 @@ class MetaParams:
     # factor per visit (0: the latest weight alone, as before)
     score_decay: float = 0.5
 
+    def __post_init__(self) -> None:
+        check_choice("meta_loss", self.meta_loss, META_LOSSES)
+        check_choice("meta_grad", self.meta_grad, META_GRADS)
+        check_choice("lookahead", self.lookahead, ("effective", "lr"))
+
 
 class MetaMethod(Method):
     """Shared plumbing of the one-step meta methods: meta batches, meta loss, meta-gradient, weights log.
@@ -128,12 +125,9 @@ class MetaMethod(Method):
 
     def setup(self) -> None:
         super().setup()
-        check_choice(f"{self.name}.meta_loss", self.params.meta_loss, META_LOSSES)
-        check_choice(f"{self.name}.meta_grad", self.params.meta_grad, META_GRADS)
-        check_choice(f"{self.name}.lookahead", self.params.lookahead, ("effective", "lr"))
         # Latest weight of every training sample, the cleanness score (checkpointed as a tensor).
-        self.sample_weights = torch.ones(self.engine.num_train, device=self.engine.device)
-        self.weight_visited = torch.zeros(self.engine.num_train, dtype=torch.bool, device=self.engine.device)
+        self.sample_weights = self.ctx.sample_state(1.0)
+        self.weight_visited = self.ctx.sample_state(False, dtype=torch.bool)
 
     def lookahead_lr(self) -> float:
         """The virtual step's size: ``lookahead_lr`` if set, else the classifier's effective or plain lr."""
@@ -153,7 +147,7 @@ class MetaMethod(Method):
         rng: RngState | None = None,
     ) -> WeightGrad:
         """``dL_meta/dw`` on a fresh meta batch, by the configured path (fast JVP or second order)."""
-        meta_x, meta_y = self.engine.meta_batch(self.params.meta_batch_size)
+        meta_x, meta_y = self.ctx.meta_batch(self.params.meta_batch_size)
         args = (self.model, x, loss_vector_fn, meta_x, meta_y, META_LOSSES[self.params.meta_loss])
         lr = self.lookahead_lr()
         if self.params.meta_grad == "fast":
@@ -165,10 +159,9 @@ class MetaMethod(Method):
         new = scores.detach().float()
         old = self.sample_weights[index]
         decay = self.params.score_decay
-        self.sample_weights[index] = torch.where(
-            self.weight_visited[index], decay * old + (1 - decay) * new, new
-        )
-        self.weight_visited[index] = True
+        blended = torch.where(self.weight_visited[index], decay * old + (1 - decay) * new, new)
+        self.ctx.write_samples(self.sample_weights, index, blended)
+        self.ctx.write_samples(self.weight_visited, index, True)
 
     def cleanness(self) -> np.ndarray:
         return self.sample_weights.cpu().numpy()
@@ -189,12 +182,12 @@ class L2RW(MetaMethod):
     Params = L2RWParams
 
     def train_step(self, batch):
-        if self.engine.epoch < self.params.warmup_epochs:
+        if self.ctx.epoch < self.params.warmup_epochs:
             return super().train_step(batch)
         result = self.meta_gradient(batch.x, per_sample_ce(batch.y))
         weights = rectified_weights(result.grad)
         loss = (weights * result.losses).sum()
-        self.engine.step(loss, self.optimizer)
+        self.ctx.step(loss, self.optimizer)
         self.record_weights(batch.index, weights * len(weights))
         return {
             "loss": loss.detach(),
@@ -219,6 +212,15 @@ class MWNetParams(MetaParams):
     warmup_epochs: int | None = None
     warmup_min_gain: float = 0.01
     warmup_max_share: float = 0.1  # the weighting needs the classes learnt, not the fit's plateau
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("normalize", self.normalize, ("sum", "mean"))
+        check_choice("vnet_optimizer", self.vnet_optimizer, ("adam", "sgd"))
+        if self.warmup_epochs is not None and self.warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0 or null, got {self.warmup_epochs}.")
+        if not 0 < self.warmup_max_share <= 1:
+            raise ValueError(f"warmup_max_share must be in (0, 1], got {self.warmup_max_share}.")
 
 
 @register_method
@@ -245,19 +247,13 @@ class MWNet(AdaptiveWarmup, MetaMethod):
 
     def setup(self) -> None:
         super().setup()
-        check_choice(f"{self.name}.normalize", self.params.normalize, ("sum", "mean"))
         p = self.params
-        check_choice(f"{self.name}.vnet_optimizer", p.vnet_optimizer, ("adam", "sgd"))
-        if p.warmup_epochs is not None and p.warmup_epochs < 0:
-            raise ValueError(f"{self.name}.warmup_epochs must be >= 0 or null, got {p.warmup_epochs}.")
-        if not 0 < p.warmup_max_share <= 1:
-            raise ValueError(f"{self.name}.warmup_max_share must be in (0, 1], got {p.warmup_max_share}.")
         self.setup_warmup()
-        self.vnet = WeightNet(p.hidden).to(self.engine.device)
+        self.vnet = WeightNet(p.hidden).to(self.ctx.device)
         weight_decay = p.vnet_weight_decay
         if weight_decay is None:
             weight_decay = 1e-4 if p.vnet_optimizer == "adam" else 5e-4
-        self.vnet_optimizer = self.engine.new_optimizer(
+        self.vnet_optimizer = self.ctx.new_optimizer(
             self.vnet.parameters(),
             scheduled=False,
             name=p.vnet_optimizer,
@@ -281,10 +277,10 @@ class MWNet(AdaptiveWarmup, MetaMethod):
     @torch.no_grad()
     def training_agreement(self) -> float:
         """The classifier's agreement with the given labels over the training set (eval mode)."""
-        e = self.engine
+        e = self.ctx
         with eval_mode(self.model):
-            pred = e.predict(self.model, e.data.train_x, "test").argmax(1)
-        return float((pred == e.data.train_y).float().mean())
+            pred = e.predict(self.model, e.train_x, "test").argmax(1)
+        return float((pred == e.train_labels).float().mean())
 
     def train_step(self, batch):
         if self.in_warmup():
@@ -304,7 +300,7 @@ class MWNet(AdaptiveWarmup, MetaMethod):
         with torch.no_grad():
             raw = self.vnet(losses.detach())
         loss = (self.normalized(raw) * losses).sum()
-        self.engine.step(loss, self.optimizer)
+        self.ctx.step(loss, self.optimizer)
         self.record_weights(batch.index, raw)
         return {
             "loss": loss.detach(),

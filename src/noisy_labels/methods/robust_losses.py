@@ -1,4 +1,5 @@
-"""Loss-based baselines: the methods differ from cross-entropy only in the per-batch loss.
+"""Loss-based baselines: the methods differ from cross-entropy only in the per-batch loss (the losses
+themselves are in :mod:`noisy_labels.losses`).
 
 * ``ce``: cross-entropy on the given labels.
 * ``bootstrap_soft`` / ``bootstrap_hard``: Reed et al., "Training deep neural networks on noisy labels
@@ -16,46 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 import torch.nn.functional as F
 
-from ..meta import soft_cross_entropy
+from ..losses import gce_loss, hard_bootstrap_loss, mae_loss, soft_bootstrap_loss
 from .base import Method, register_method
-
-
-def mean_soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Batch mean of :func:`noisy_labels.meta.soft_cross_entropy` (per sample), in float32 under AMP."""
-    return soft_cross_entropy(targets)(logits.float()).mean()
-
-
-def soft_bootstrap_loss(
-    logits: torch.Tensor, labels: torch.Tensor, beta: float, detach: bool
-) -> torch.Tensor:
-    log_p = F.log_softmax(logits, dim=1)
-    p = log_p.exp()
-    z = p.detach() if detach else p
-    target = beta * F.one_hot(labels, logits.shape[1]).to(logits.dtype) + (1.0 - beta) * z
-    return -(target * log_p).sum(dim=1).mean()
-
-
-def hard_bootstrap_loss(logits: torch.Tensor, labels: torch.Tensor, beta: float) -> torch.Tensor:
-    log_p = F.log_softmax(logits, dim=1)
-    pseudo = logits.detach().argmax(dim=1)
-    nll = F.nll_loss(log_p, labels, reduction="none")
-    nll_pseudo = F.nll_loss(log_p, pseudo, reduction="none")
-    return (beta * nll + (1.0 - beta) * nll_pseudo).mean()
-
-
-def gce_loss(logits: torch.Tensor, labels: torch.Tensor, q: float) -> torch.Tensor:
-    p_y = F.softmax(logits, dim=1).gather(1, labels[:, None]).squeeze(1)
-    return ((1.0 - p_y.clamp_min(1e-12) ** q) / q).mean()
-
-
-def mae_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """``sum_k |onehot(y)_k - p_k| = 2 (1 - p_y)`` per sample."""
-    p_y = F.softmax(logits, dim=1).gather(1, labels[:, None]).squeeze(1)
-    per_sample = 2.0 * (1.0 - p_y)
-    return per_sample.mean() if reduction == "mean" else per_sample
 
 
 @register_method

@@ -6,16 +6,21 @@ Every model is a :class:`Classifier`: ``backbone`` maps inputs to ``(B, feature_
 :func:`create_model`; :func:`list_models` gives the names.
 """
 
-from .base import Classifier, init_weights
+from .base import Classifier, eval_mode, init_weights
 from .preact_resnet import PreActResNet, PreActResNet18
 from .registry import create_model, list_models, register_model
 from .resnet import ResNet, ResNet32, ResNet34, ResNet50
 from .small import MLP, LinearHead, SmallCNN
+from .teachers import GatedTeacher, LabelCorrector, WeightNet
 from .torchvision_models import torchvision_backbone
 from .wide_resnet import WideResNet, WideResNet28_10
 
 __all__ = [
+    "GatedTeacher",
+    "LabelCorrector",
+    "WeightNet",
     "Classifier",
+    "eval_mode",
     "init_weights",
     "register_model",
     "create_model",

@@ -11,10 +11,26 @@ module, no state besides BatchNorm's running statistics.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Classifier", "init_weights"]
+__all__ = ["Classifier", "eval_mode", "init_weights"]
+
+
+@contextlib.contextmanager
+def eval_mode(*modules: nn.Module) -> Iterator[None]:
+    """Evaluation mode (BatchNorm running statistics, no dropout) inside the block; modes restored."""
+    modes = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(modules, modes, strict=True):
+            m.train(mode)
 
 
 class Classifier(nn.Module):

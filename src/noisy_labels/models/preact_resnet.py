@@ -8,14 +8,13 @@ Li, Socher, Hoi. "DivideMix: Learning with Noisy Labels as Semi-supervised Learn
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Classifier, init_weights
 from .registry import register_model
+from .residual import ResidualClassifier
 
 __all__ = ["PreActBlock", "PreActResNet", "PreActResNet18"]
 
@@ -36,12 +35,15 @@ class PreActBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(x))
         residual = x if self.shortcut is None else self.shortcut(out)
-        out = self.conv1(out)
-        out = self.conv2(F.relu(self.bn2(out)))
-        return out + residual
+        out = self._between_convs(F.relu(self.bn2(self.conv1(out))))
+        return self.conv2(out) + residual
+
+    def _between_convs(self, out: Tensor) -> Tensor:
+        """What the second convolution reads: the first's BN-ReLU output (a Wide ResNet adds dropout)."""
+        return out
 
 
-class PreActResNet(Classifier):
+class PreActResNet(ResidualClassifier):
     """A pre-activation ResNet: 3x3 stem conv, stages of :class:`PreActBlock`, final BN-ReLU, pool, linear.
 
     Parameters
@@ -57,30 +59,14 @@ class PreActResNet(Classifier):
     def __init__(
         self, num_blocks: Sequence[int], widths: Sequence[int], *, num_classes: int = 10, in_channels: int = 3
     ) -> None:
-        if len(num_blocks) != len(widths):
-            raise ValueError(f"num_blocks {tuple(num_blocks)} and widths {tuple(widths)} differ in length.")
-        layers: OrderedDict[str, nn.Module] = OrderedDict()
-        # No BN-ReLU after the stem: the first block's own BN-ReLU pre-activates its input.
-        layers["stem"] = nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False)
-        in_planes = widths[0]
-        for i, (n, width) in enumerate(zip(num_blocks, widths, strict=True)):
-            blocks = []
-            for j in range(n):
-                blocks.append(PreActBlock(in_planes, width, 2 if i > 0 and j == 0 else 1))
-                in_planes = width
-            layers[f"layer{i + 1}"] = nn.Sequential(*blocks)
-        # The last block's sum is not normalised yet; the final BN-ReLU is part of the pre-activation design.
-        layers["norm"] = nn.BatchNorm2d(in_planes)
-        layers["act"] = nn.ReLU()
-        layers["pool"] = nn.AdaptiveAvgPool2d(1)
-        layers["flatten"] = nn.Flatten()
         super().__init__(
-            nn.Sequential(layers),
-            nn.Linear(in_planes, num_classes),
-            feature_dim=in_planes,
+            PreActBlock,
+            num_blocks,
+            widths,
             num_classes=num_classes,
+            in_channels=in_channels,
+            pre_activation=True,
         )
-        init_weights(self)
 
 
 @register_model("preact_resnet18")

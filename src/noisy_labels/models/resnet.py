@@ -10,15 +10,15 @@ He, Zhang, Ren, Sun. "Deep Residual Learning for Image Recognition." CVPR 2016.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import functools
 from collections.abc import Sequence
 from typing import Literal
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Classifier, init_weights
 from .registry import register_model
+from .residual import ResidualClassifier
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "ResNet32", "ResNet34", "ResNet50"]
 
@@ -39,8 +39,13 @@ class ZeroPadShortcut(nn.Module):
         return F.pad(x, (0, 0, 0, 0, half, self.extra_channels - half))
 
 
-def _projection(in_planes: int, out_planes: int, stride: int) -> nn.Sequential:
-    """Option B shortcut: 1x1 convolution and BatchNorm."""
+def _shortcut(in_planes: int, out_planes: int, stride: int, kind: Shortcut) -> nn.Module:
+    """The residual path of a block: the identity, or option A or B where the shape changes."""
+    if stride == 1 and in_planes == out_planes:
+        return nn.Identity()
+    if kind == "A":
+        return ZeroPadShortcut(out_planes - in_planes, stride)
+    # Option B: 1x1 convolution and BatchNorm.
     return nn.Sequential(
         nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False), nn.BatchNorm2d(out_planes)
     )
@@ -68,12 +73,7 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or in_planes != planes:
-            if shortcut == "A":
-                self.shortcut = ZeroPadShortcut(planes - in_planes, stride)
-            else:
-                self.shortcut = _projection(in_planes, planes, stride)
+        self.shortcut = _shortcut(in_planes, planes, stride, shortcut)
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -95,12 +95,7 @@ class Bottleneck(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = nn.Conv2d(planes, out_planes, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_planes)
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or in_planes != out_planes:
-            if shortcut == "A":
-                self.shortcut = ZeroPadShortcut(out_planes - in_planes, stride)
-            else:
-                self.shortcut = _projection(in_planes, out_planes, stride)
+        self.shortcut = _shortcut(in_planes, out_planes, stride, shortcut)
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -109,7 +104,7 @@ class Bottleneck(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
-class ResNet(Classifier):
+class ResNet(ResidualClassifier):
     """A post-activation ResNet for small images: 3x3 stem, stages of residual blocks, average pool, linear.
 
     Parameters
@@ -138,29 +133,14 @@ class ResNet(Classifier):
     ) -> None:
         if shortcut not in ("A", "B"):
             raise ValueError(f"shortcut must be 'A' (zero padding) or 'B' (1x1 conv), got {shortcut!r}.")
-        if len(num_blocks) != len(widths):
-            raise ValueError(f"num_blocks {tuple(num_blocks)} and widths {tuple(widths)} differ in length.")
-        layers: OrderedDict[str, nn.Module] = OrderedDict()
-        layers["stem"] = nn.Sequential(
-            nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()
-        )
-        in_planes = widths[0]
-        for i, (n, width) in enumerate(zip(num_blocks, widths, strict=True)):
-            blocks = []
-            for j in range(n):
-                stride = 2 if i > 0 and j == 0 else 1
-                blocks.append(block(in_planes, width, stride, shortcut))
-                in_planes = width * block.expansion
-            layers[f"layer{i + 1}"] = nn.Sequential(*blocks)
-        layers["pool"] = nn.AdaptiveAvgPool2d(1)
-        layers["flatten"] = nn.Flatten()
         super().__init__(
-            nn.Sequential(layers),
-            nn.Linear(in_planes, num_classes),
-            feature_dim=in_planes,
+            functools.partial(block, shortcut=shortcut),
+            num_blocks,
+            widths,
             num_classes=num_classes,
+            in_channels=in_channels,
+            expansion=block.expansion,
         )
-        init_weights(self)
 
 
 @register_model("resnet32")

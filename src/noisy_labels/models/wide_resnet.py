@@ -9,47 +9,38 @@ Shu et al. "Meta-Weight-Net: Learning an Explicit Mapping for Sample Weighting."
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import functools
+from typing import cast
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Classifier, init_weights
+from .preact_resnet import PreActBlock
 from .registry import register_model
+from .residual import ResidualClassifier
 
 __all__ = ["WideBasicBlock", "WideResNet", "WideResNet28_10"]
 
 
-class WideBasicBlock(nn.Module):
+class WideBasicBlock(PreActBlock):
     """Pre-activation block BN-ReLU-conv3x3 -> BN-ReLU-dropout-conv3x3, as in the official WRN code.
 
     When the shape changes, the 1x1 projection shortcut reads the pre-activated input.
     """
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_planes)
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        super().__init__(in_planes, planes, stride)
         self.dropout = dropout
-        self.shortcut: nn.Conv2d | None = None
-        if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False)
 
-    def forward(self, x: Tensor) -> Tensor:
-        out = F.relu(self.bn1(x))
-        residual = x if self.shortcut is None else self.shortcut(out)
-        out = F.relu(self.bn2(self.conv1(out)))
-        out = F.dropout(out, p=self.dropout, training=self.training)
-        return self.conv2(out) + residual
+    def _between_convs(self, out: Tensor) -> Tensor:
+        return F.dropout(out, p=self.dropout, training=self.training)
 
     def extra_repr(self) -> str:
         return f"dropout={self.dropout}"
 
 
 @register_model("wide_resnet")
-class WideResNet(Classifier):
+class WideResNet(ResidualClassifier):
     """WRN-``depth``-``widen`` (Zagoruyko & Komodakis, 2016).
 
     A 3x3 stem with 16 channels, three stages of ``(depth - 4) / 6`` :class:`WideBasicBlock` with
@@ -87,30 +78,18 @@ class WideResNet(Classifier):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
         n = (depth - 4) // 6
-        widths = (16 * widen, 32 * widen, 64 * widen)
-        layers: OrderedDict[str, nn.Module] = OrderedDict()
-        layers["stem"] = nn.Conv2d(in_channels, 16, 3, padding=1, bias=False)
-        in_planes = 16
-        for i, width in enumerate(widths):
-            blocks = []
-            for j in range(n):
-                blocks.append(WideBasicBlock(in_planes, width, 2 if i > 0 and j == 0 else 1, dropout))
-                in_planes = width
-            layers[f"layer{i + 1}"] = nn.Sequential(*blocks)
-        layers["norm"] = nn.BatchNorm2d(in_planes)
-        layers["act"] = nn.ReLU()
-        layers["pool"] = nn.AdaptiveAvgPool2d(1)
-        layers["flatten"] = nn.Flatten()
         super().__init__(
-            nn.Sequential(layers),
-            nn.Linear(in_planes, num_classes),
-            feature_dim=in_planes,
+            functools.partial(WideBasicBlock, dropout=dropout),
+            (n, n, n),
+            (16 * widen, 32 * widen, 64 * widen),
             num_classes=num_classes,
+            in_channels=in_channels,
+            stem_width=16,
+            pre_activation=True,
         )
         self.depth = depth
         self.widen = widen
-        init_weights(self)
-        nn.init.zeros_(self.head.bias)  # as the official WRN code
+        nn.init.zeros_(cast(nn.Linear, self.head).bias)  # as the official WRN code
 
 
 @register_model("wrn28_10")

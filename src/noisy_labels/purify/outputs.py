@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..issues import rank_issues
+from ..metrics import rank_issues
 from .pipeline import PurifyResult
 
 __all__ = ["OUTPUT_FILES", "write_outputs", "format_report"]

@@ -67,6 +67,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from .._validation import (
     check_choice,
@@ -136,8 +137,8 @@ class PurifyParams:
     standardize: bool = True  # z-score features with the training statistics
     solve_dtype: str = "float64"  # precision of the ridge factorisation: float64 | float32
 
-    def check(self) -> None:
-        """Raise ``ValueError`` naming the first invalid value."""
+    def __post_init__(self) -> None:
+        """Checked when built: ``ValueError`` naming the first invalid value."""
         positive = ("epochs", "batch_size", "ipc_steps", "eac_batch_size", "exchange_every")
         for name in positive:
             if getattr(self, name) < 1:
@@ -270,11 +271,11 @@ class _Probes:
     def draw(cls, yv: np.ndarray, c: int, fraction: float, seed: int) -> _Probes | None:
         """``fraction`` of each class (keeping one of each for eq. 6); None when that leaves no probe."""
         rng = np.random.default_rng([seed, 0x9B0E])
-        index = []
+        per_class = []
         for k in range(c):
             members = rng.permutation(np.flatnonzero(yv == k))
-            index.append(members[: min(int(fraction * len(members)), len(members) - 1)])
-        index = rng.permutation(np.concatenate(index)).astype(np.int64)
+            per_class.append(members[: min(int(fraction * len(members)), len(members) - 1)])
+        index = rng.permutation(np.concatenate(per_class)).astype(np.int64)
         if len(index) < 2:
             return None
         true = yv[index]
@@ -420,7 +421,6 @@ class DMLPPurifier:
             set, NaN/inf features, or invalid parameters.
         """
         p = self.params
-        p.check()
         with _torch_threads(self.threads):
             start = time.perf_counter()
             x, y, xv, yv, c, y_true = _validate(
@@ -441,15 +441,14 @@ class DMLPPurifier:
             history = []
             epochs = range(p.epochs)
             if progress:
-                from tqdm.auto import tqdm
-
                 epochs = tqdm(epochs, desc="dmlp purify", leave=False)
             for epoch in epochs:
                 history.append(state.run_epoch(epoch))
                 if callback is not None:
                     callback(history[-1])
             soft = state.soft_labels()
-        y, calibration = y[:n], {}
+        y = y[:n]
+        calibration: dict[str, Any] = {}
         if p.keep_given > 0 or p.relabel == "always":
             hard = hard_labels(soft[:n], y, p.keep_given)
         else:
@@ -614,6 +613,11 @@ class _State:
             self.logits[s:e] -= p.ipc_lr * grad
         return float(loss)
 
+    def _classifier(self) -> tuple[torch.nn.Linear, torch.optim.Optimizer]:
+        """EAC's classifier and its optimiser (they exist whenever EAC is on)."""
+        assert self.clf is not None and self.clf_opt is not None, "EAC is off"
+        return self.clf, self.clf_opt
+
     def _eac_steps(self, s: int, e: int) -> float:
         p = self.p
         targets = torch.softmax(p.alpha * self.logits[s:e], dim=1)
@@ -630,22 +634,24 @@ class _State:
         for j in torch.randperm(k, generator=self.gen).tolist():
             i, stop = edges[j], edges[j + 1]
             chunk = slice(s + i, s + stop)
-            loss = eac_loss(self.clf(self.x[chunk]), targets[i:stop], entropy_weight=p.eac_entropy)
-            self.clf_opt.zero_grad(set_to_none=True)
+            clf, clf_opt = self._classifier()
+            loss = eac_loss(clf(self.x[chunk]), targets[i:stop], entropy_weight=p.eac_entropy)
+            clf_opt.zero_grad(set_to_none=True)
             loss.backward()
-            self.clf_opt.step()
+            clf_opt.step()
             total += float(loss.detach()) * (chunk.stop - chunk.start)
         return total / (e - s)
 
     @torch.no_grad()
     def _exchange(self) -> dict[str, Any]:
         """Eq. 9 over the whole training set; the IPC moments restart from the new labels."""
-        clf_logits = self.clf(self.x)
+        clf, _ = self._classifier()
+        clf_logits = clf(self.x)
         self.logits = exchange_labels(self.logits, clf_logits, momentum=self.p.momentum, alpha=self.p.alpha)
         if self.adam is not None:
             self.adam.reset()
         # The classifier's accuracy on the clean set: a progress signal that needs no true training labels.
-        clean_acc = (self.clf(self.xv).argmax(1) == self.onehot_val.argmax(1)).float().mean()
+        clean_acc = (clf(self.xv).argmax(1) == self.onehot_val.argmax(1)).float().mean()
         out: dict[str, Any] = {"exchanged": True, "eac_clean_acc": float(clean_acc)}
         if self.y_true is not None:
             out["eac_label_acc"] = float((clf_logits.argmax(1) == self.y_true)[self.scored].float().mean())

@@ -4,14 +4,12 @@ DMLP's first stage (Tu et al., CVPR 2023, Sec. 3.1) learns features without labe
 labels cannot shape them; the purifier then works on the frozen features.
 """
 
-from .extract import extract_features, load_run_model, make_feature_file, save_feature_file
+from .extract import extract_features, save_feature_file
 from .simclr import SimCLRParams, nt_xent_loss, simclr_views, train_simclr
 
 __all__ = [
     "SimCLRParams",
     "extract_features",
-    "load_run_model",
-    "make_feature_file",
     "nt_xent_loss",
     "save_feature_file",
     "simclr_views",

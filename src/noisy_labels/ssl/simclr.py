@@ -15,12 +15,14 @@ recipe also drops the blur).
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 __all__ = ["SimCLRParams", "nt_xent_loss", "simclr_views", "ProjectionHead", "train_simclr", "image_stats"]
 
@@ -188,10 +190,6 @@ def train_simclr(
     ValueError
         Non-uint8 or non-NHWC images, or fewer than 2 images per batch.
     """
-    import time
-
-    from tqdm.auto import tqdm
-
     params = params or SimCLRParams()
     if images.dtype != torch.uint8 or images.ndim != 4:
         raise ValueError(f"SimCLR needs uint8 images (N, H, W, C), got {images.dtype} {tuple(images.shape)}.")

@@ -1,0 +1,346 @@
+"""What a method may use while it trains: :class:`TrainingContext`, the loop's toolbox without the loop.
+
+The loop (:class:`noisy_labels.engine.loop.Engine`: epochs, batches, the learning-rate schedule,
+evaluation, checkpoints, logs) builds one context and hands it to the method; the method never sees the
+loop, the run's config or its data container. Through the context a method builds networks and
+optimisers (on the device, DDP-wrapped under ``torchrun``, on the schedule), takes optimisation steps
+(AMP, clipping), prepares augmentation views, draws trusted batches, runs a network over a whole stored
+set, and reads the training labels it should train on (:meth:`TrainingContext.with_train_labels` gives
+an inner method other labels: DMLP-X).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import Config, OptimConfig
+from ..meta.functional import unwrap
+from ..models import Classifier, create_model
+from .augment import BatchPreparer, View
+from .distributed import DistInfo, wrap_model
+from .experiment_data import ExperimentData
+
+
+@dataclass
+class Clock:
+    """Where training is: set by the loop, read by the method (shared by a context and its views)."""
+
+    steps_per_epoch: int
+    epoch: int = 0
+    step_in_epoch: int = 0
+
+
+class TrainingContext:
+    """One run's device, data and training clock, as the method sees them."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        data: ExperimentData,
+        device: torch.device,
+        dist: DistInfo | None = None,
+        *,
+        method_params: Callable[[str], Any] | None = None,
+    ) -> None:
+        self._cfg = cfg
+        self._data = data
+        self._train_labels = data.train_y
+        self._method_params = method_params
+        self.device = device
+        self.dist = dist or DistInfo()
+        self.use_amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
+        # channels_last by default: convolutions run 1.3-1.7x faster with it on the CPU as well as on CUDA
+        # (benchmarks/results/meta_step_cost.md); the preparer ignores it for feature vectors.
+        channels_last = cfg.channels_last if cfg.channels_last is not None else True
+        self.preparer = _make_preparer(cfg, data, channels_last)
+        self.generator = torch.Generator().manual_seed(cfg.seed)  # batches, augmentation, method draws
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and device.type == "cuda")
+        self.scheduled: list[torch.optim.Optimizer] = []  # put on the learning-rate schedule by the loop
+        self.clock = Clock(
+            cfg.batches_per_epoch if cfg.batches_per_epoch else math.ceil(self.num_train / cfg.batch_size)
+        )
+
+    # ------------------------------------------------------------------------------ the run
+    @property
+    def epochs(self) -> int:
+        return self._cfg.epochs
+
+    @property
+    def seed(self) -> int:
+        return self._cfg.seed
+
+    @property
+    def quiet(self) -> bool:
+        """No progress output: ``quiet`` is set, or this is not the main rank."""
+        return self._cfg.quiet or not self.dist.is_main
+
+    @property
+    def optim(self) -> OptimConfig:
+        """The classifier's optimiser settings (read them; :meth:`new_optimizer` builds from them)."""
+        return self._cfg.optim
+
+    @property
+    def out_dir(self) -> Path | None:
+        """Where a method may write extra files: the run directory, on the main rank only."""
+        return Path(self._cfg.out) if self._cfg.out and self.dist.is_main else None
+
+    def method_params(self, name: str) -> Any:
+        """The checked ``Params`` of method ``name`` from the run's config (an inner method's: DMLP-X)."""
+        if self._method_params is None:
+            raise RuntimeError("this context was built without the run's method sections.")
+        return self._method_params(name)
+
+    def assumed_noise_rate(self) -> float:
+        """The noise rate a method may assume known (Co-teaching's forget rate, CDR's mask rate).
+
+        The realised rate recorded when the noise was drawn, or the configured ``noise.rate`` when none
+        was recorded; 0 for clean data. Methods that take it expose a parameter to set it instead.
+        """
+        noise = self._cfg.noise
+        if noise.protocol == "none":
+            return 0.0
+        realised = (self._data.noise_record or {}).get("realised_rate")
+        return float(realised) if realised is not None else float(noise.rate)
+
+    def configured_noise(self) -> tuple[str, float]:
+        """The configured noise ``(protocol, rate)`` (DivideMix's lambda_u follows its paper's table)."""
+        return self._cfg.noise.protocol, self._cfg.noise.rate
+
+    # ------------------------------------------------------------------------------ the data
+    @property
+    def num_classes(self) -> int:
+        return self._data.num_classes
+
+    @property
+    def num_train(self) -> int:
+        return len(self._data.train_y)
+
+    @property
+    def is_image(self) -> bool:
+        return self._data.is_image
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self._data.input_shape
+
+    @property
+    def train_x(self) -> torch.Tensor:
+        """The stored training samples (uint8 NHWC images or features); :meth:`prepare` makes inputs."""
+        return self._data.train_x
+
+    @property
+    def train_labels(self) -> torch.Tensor:
+        """The ``(N,)`` labels the method trains on: the given ones, or those of :meth:`with_train_labels`."""
+        return self._train_labels
+
+    @property
+    def has_meta_set(self) -> bool:
+        return self._data.meta_x is not None and self._data.meta_y is not None
+
+    def meta_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole trusted (meta) set: stored samples and labels (see :meth:`meta_batch` for a batch)."""
+        x, y = self._data.meta_x, self._data.meta_y
+        if x is None or y is None:
+            raise RuntimeError(f"method {self._cfg.method!r} needs a meta set: set meta.size > 0.")
+        return x, y
+
+    @property
+    def true_labels(self) -> torch.Tensor | None:
+        """The true training labels where known (synthetic noise, CIFAR-N): for reports only."""
+        return self._data.train_clean_y
+
+    @property
+    def sample_positions(self) -> tuple[Any, Any]:
+        """Positions of the training and meta samples in the data set before the meta split."""
+        return self._data.train_index, self._data.meta_index
+
+    def with_train_labels(self, labels: torch.Tensor) -> TrainingContext:
+        """The same context (clock, generator, schedule) whose :attr:`train_labels` are ``labels``."""
+        view = copy.copy(self)  # shares the clock, generator, scaler and scheduled optimisers
+        view._train_labels = labels
+        return view
+
+    # ------------------------------------------------------------------------------ per-sample state
+    def sample_state(
+        self,
+        fill: float = 0.0,
+        *,
+        dtype: torch.dtype = torch.float32,
+        copies: int | None = None,
+        columns: int | None = None,
+    ) -> torch.Tensor:
+        """What a method keeps about every training sample (weights, corrected labels, loss statistics):
+        a ``([copies,] num_train[, columns])`` tensor filled with ``fill`` on the device. Keep it as an
+        attribute of the method (so checkpoints hold it) and change it through :meth:`write_samples`."""
+        shape = (
+            *(() if copies is None else (copies,)),
+            self.num_train,
+            *(() if columns is None else (columns,)),
+        )
+        return torch.full(shape, fill, dtype=dtype, device=self.device)
+
+    def write_samples(self, state: torch.Tensor, index: torch.Tensor, values: torch.Tensor | float) -> None:
+        """``state[index] = values``: the one place a batch changes per-sample state (``state`` is a
+        :meth:`sample_state` tensor or one copy of it, ``index`` the batch's training-set positions)."""
+        state[index] = values
+
+    # ------------------------------------------------------------------------------ the clock
+    @property
+    def epoch(self) -> int:
+        """The current epoch, counted from 0."""
+        return self.clock.epoch
+
+    @property
+    def step_in_epoch(self) -> int:
+        return self.clock.step_in_epoch
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.clock.steps_per_epoch
+
+    def progress(self) -> float:
+        """Training progress in epochs, e.g. 2.5 halfway through the third epoch."""
+        return self.epoch + self.step_in_epoch / self.steps_per_epoch
+
+    @property
+    def is_last_step(self) -> bool:
+        """The current batch is the epoch's last."""
+        return self.step_in_epoch == self.steps_per_epoch - 1
+
+    # ------------------------------------------------------------------------------ building blocks
+    def model_name(self, name: str | None = None) -> str:
+        """The registered model name the config resolves to (``auto`` picks by input)."""
+        name = name or self._cfg.model.name
+        if name != "auto":
+            return name
+        if not self.is_image:
+            return "linear"
+        return "small_cnn" if self.input_shape[-1] <= 32 and self.device.type == "cpu" else "preact_resnet18"
+
+    def new_model(self, name: str | None = None, **params: Any) -> nn.Module:
+        """A new model from the config (or ``name``/``params``) on the device; DDP-wrapped if distributed."""
+        cfg_params = dict(self._cfg.model.params) if name is None else {}
+        model = create_model(
+            self.model_name(name),
+            num_classes=self.num_classes,
+            input_shape=self.input_shape,
+            **{**cfg_params, **params},
+        )
+        return self.place(model)
+
+    def place(self, model: nn.Module) -> nn.Module:
+        """``model`` on the device (channels_last for images), DDP-wrapped if distributed."""
+        model = model.to(self.device)
+        if self.preparer.channels_last and self.is_image:
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stub lacks it
+        return wrap_model(model, self.dist, self.device)
+
+    @staticmethod
+    def unwrap(model: nn.Module) -> nn.Module:
+        """The module inside a DDP wrapper (the module itself when not distributed)."""
+        return unwrap(model)
+
+    @staticmethod
+    def classifier(model: nn.Module) -> Classifier:
+        """The registered network (backbone + head) inside ``model``: its ``feature_dim``, its parts."""
+        inner = unwrap(model)
+        assert isinstance(inner, Classifier), f"{type(inner).__name__} is not a registered model"
+        return inner
+
+    def new_optimizer(
+        self, params: Iterable[Any], *, scheduled: bool = True, **overrides: Any
+    ) -> torch.optim.Optimizer:
+        """An optimiser from ``cfg.optim`` (keys overridable); ``scheduled`` puts it on the LR schedule."""
+        o = {**vars(self._cfg.optim), **overrides}
+        name = o.pop("name")
+        opt: torch.optim.Optimizer
+        if name == "sgd":
+            opt = torch.optim.SGD(
+                params,
+                lr=o["lr"],
+                momentum=o["momentum"],
+                nesterov=o["nesterov"],
+                weight_decay=o["weight_decay"],
+            )
+        else:
+            cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+            opt = cls(params, lr=o["lr"], betas=tuple(o["betas"]), weight_decay=o["weight_decay"])
+        for group in opt.param_groups:
+            group["base_lr"] = group["lr"]
+        if scheduled:
+            self.scheduled.append(opt)
+        return opt
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """Mixed precision: fp16 on CUDA when AMP is on, bf16 on the CPU when ``bf16_cpu`` is set."""
+        if self.use_amp and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.float16)
+        if self._cfg.bf16_cpu and self.device.type == "cpu":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def step(
+        self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, *, clip: float | None = None
+    ) -> None:
+        """zero_grad, backward (scaled under AMP), optional gradient-norm clipping, optimiser step."""
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        clip = clip if clip is not None else self._cfg.grad_clip
+        if clip:
+            self.scaler.unscale_(optimizer)
+            params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+    def prepare(self, raw: torch.Tensor, view: View = "weak") -> torch.Tensor:
+        """Model inputs from stored samples: ``test`` (no augmentation), ``weak`` or ``strong``."""
+        return self.preparer(raw, view, self.generator)
+
+    def meta_batch(
+        self, batch_size: int | None = None, view: View = "weak"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A random batch of the trusted set (without replacement within the batch)."""
+        meta_x, meta_y = self.meta_set()
+        n = len(meta_y)
+        idx = torch.randperm(n, generator=self.generator)[: min(batch_size or self._cfg.batch_size, n)]
+        idx = idx.to(self.device)
+        return self.prepare(meta_x[idx], view), meta_y[idx]
+
+    @torch.no_grad()
+    def predict(
+        self, fn: Callable[[torch.Tensor], torch.Tensor], raw: torch.Tensor, view: View = "test"
+    ) -> torch.Tensor:
+        """``fn(prepared batch)`` over a whole stored set in evaluation-size chunks, concatenated."""
+        outs = []
+        size = self._cfg.eval_batch_size
+        for start in range(0, len(raw), size):
+            with self.autocast():
+                outs.append(fn(self.prepare(raw[start : start + size], view)).float())
+        return torch.cat(outs)
+
+
+def _make_preparer(cfg: Config, data: ExperimentData, channels_last: bool) -> BatchPreparer:
+    if not data.is_image:
+        return BatchPreparer(is_image=False)
+    aug = cfg.augment
+    side = data.input_shape[-1]
+    pad = aug.crop_padding if aug.crop_padding is not None else (4 if side >= 32 else 2)
+    flip = aug.flip if aug.flip is not None else data.input_shape[0] == 3
+    return BatchPreparer(
+        is_image=True,
+        mean=data.mean,
+        std=data.std,
+        crop_padding=pad,
+        flip=flip,
+        channels_last=channels_last,
+    )
