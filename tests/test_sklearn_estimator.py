@@ -199,3 +199,14 @@ def test_method_errors(digits):
     clf = NoisyLabelClassifier(epochs=1).fit(x, y)
     with pytest.raises(ValueError, match="expecting 64 features"):
         clf.predict(x[:, :10])
+
+
+def test_methods_take_the_estimators_noise_rate_as_known(digits):
+    from noisy_labels.methods.dividemix import default_lambda_u
+
+    x, noisy = digits["x"], digits["y"]
+    for rate in (None, 0.35):
+        coteaching = NoisyLabelClassifier(method="coteaching", noise_rate=rate, epochs=1, random_state=0)
+        assert coteaching.fit(x, noisy).network_.forget_rate == (0.2 if rate is None else rate)
+    dividemix = NoisyLabelClassifier(method="dividemix", noise_rate=0.35, epochs=1, random_state=0)
+    assert dividemix.fit(x, noisy).network_.lambda_u == default_lambda_u(10, "symmetric", 0.35)

@@ -39,6 +39,7 @@ from ._validation import (
     check_same_length,
 )
 from .engine.build import build_experiment, checked_config
+from .engine.context import NoiseAssumption
 from .engine.data import prepare_arrays
 from .engine.loop import resolve_device
 from .methods import Method, get_method_class, list_methods
@@ -225,7 +226,8 @@ class NoisyLabelClassifier(ClassifierMixin, BaseEstimator):
             x_clean = yc_idx = None
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         cfg = self._config(name, seed, len(y_idx), 0 if x_clean is None else len(yc_idx))
-        method, data, summary = _train(cfg, x, y_idx, x_clean, yc_idx, classes)
+        assumed = NoiseAssumption("symmetric", 0.2 if self.noise_rate is None else self.noise_rate)
+        method, data, summary = _train(cfg, x, y_idx, x_clean, yc_idx, classes, assumed)
 
         self.classes_ = classes
         self.method_ = name
@@ -276,7 +278,6 @@ class NoisyLabelClassifier(ClassifierMixin, BaseEstimator):
 
     def _config(self, name: str, seed: int, num_train: int, meta_size: int):
         params = {**RECOMMENDED_PARAMS.get(name, {}), **dict(self.method_params or {})}
-        rate = 0.2 if self.noise_rate is None else self.noise_rate
         tree = {
             "method": name,
             "method_params": {name: params},
@@ -284,7 +285,7 @@ class NoisyLabelClassifier(ClassifierMixin, BaseEstimator):
             "optim": {"name": self.optimizer, "lr": self.lr, "weight_decay": self.weight_decay},
             "epochs": self.epochs,
             "batch_size": auto_batch_size(num_train) if self.batch_size == "auto" else self.batch_size,
-            "noise": {"protocol": "symmetric", "rate": rate},
+            "noise": {"protocol": "none"},  # the arrays carry their own noise; its rate is assumed below
             "meta": {"size": meta_size},
             "standardize_features": self.standardize,
             "seed": seed,
@@ -311,7 +312,7 @@ class NoisyLabelClassifier(ClassifierMixin, BaseEstimator):
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def _train(cfg, x, y, x_clean, y_clean, classes):
+def _train(cfg, x, y, x_clean, y_clean, classes, assumed_noise: NoiseAssumption):
     """Build the engine on the arrays and train; global random states are restored afterwards."""
     device = resolve_device(cfg.device)
     devices = [device.index or 0] if device.type == "cuda" else []
@@ -320,7 +321,7 @@ def _train(cfg, x, y, x_clean, y_clean, classes):
         try:
             names = tuple(map(str, classes))
             data = prepare_arrays(cfg, device, x, y, x_clean=x_clean, y_clean=y_clean, classes=names)
-            run = build_experiment(cfg, device=device, data=data)
+            run = build_experiment(cfg, device=device, data=data, assumed_noise=assumed_noise)
             summary = run.engine.fit(run.method, None)
         finally:
             np.random.set_state(numpy_state)

@@ -17,7 +17,7 @@ import torch
 
 from ..config import Config, ConfigError, config_from_dict, config_tree, params_from_dict
 from ..methods import Method, get_method_class, list_methods
-from .context import TrainingContext
+from .context import NoiseAssumption, TrainingContext
 from .data import prepare_data
 from .distributed import DistInfo
 from .experiment_data import ExperimentData
@@ -92,10 +92,12 @@ def build_experiment(
     device: torch.device | None = None,
     dist: DistInfo | None = None,
     data: ExperimentData | None = None,
+    assumed_noise: NoiseAssumption | None = None,
 ) -> Experiment:
     """Seed, load the config's data (or take ``data``: from in-memory arrays,
     :func:`~noisy_labels.engine.data.prepare_arrays`, or made by a test), build the loop and the method,
-    and set the method up.
+    and set the method up. ``assumed_noise``: the noise the methods may take as known where the run
+    injects none (the estimator's ``noise_rate``); by default the run's own noise.
 
     Raises
     ------
@@ -109,7 +111,14 @@ def build_experiment(
     seed_everything(cfg.seed)
     if data is None:
         data = prepare_data(cfg, device, corrupt_meta=corrupt)
-    engine = Engine(cfg, data, device, dist, method_params=lambda name: method_params(cfg, name))
+    engine = Engine(
+        cfg,
+        data,
+        device,
+        dist,
+        method_params=lambda name: method_params(cfg, name),
+        assumed_noise=assumed_noise,
+    )
     method = cls(engine.ctx, method_params(cfg, cfg.method))
     method.setup()
     return Experiment(cfg, data, engine, method, corrupt)

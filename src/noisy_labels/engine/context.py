@@ -30,6 +30,15 @@ from .distributed import DistInfo, wrap_model
 from .experiment_data import ExperimentData
 
 
+@dataclass(frozen=True)
+class NoiseAssumption:
+    """The label noise a method may take as known (its kind and rate), when the run injects none: the
+    scikit-learn estimator's ``noise_rate``."""
+
+    protocol: str
+    rate: float
+
+
 @dataclass
 class Clock:
     """Where training is: set by the loop, read by the method (shared by a context and its views)."""
@@ -50,8 +59,10 @@ class TrainingContext:
         dist: DistInfo | None = None,
         *,
         method_params: Callable[[str], Any] | None = None,
+        assumed_noise: NoiseAssumption | None = None,
     ) -> None:
         self._cfg = cfg
+        self._assumed_noise = assumed_noise
         self._data = data
         self._train_labels = data.train_y
         self._method_params = method_params
@@ -102,17 +113,23 @@ class TrainingContext:
     def assumed_noise_rate(self) -> float:
         """The noise rate a method may assume known (Co-teaching's forget rate, CDR's mask rate).
 
-        The realised rate recorded when the noise was drawn, or the configured ``noise.rate`` when none
-        was recorded; 0 for clean data. Methods that take it expose a parameter to set it instead.
+        The builder's explicit assumption if it has one; else the realised rate recorded when the noise was
+        drawn, or the configured ``noise.rate`` when none was recorded; 0 for clean data. Methods that
+        take it expose a parameter to set it instead.
         """
+        if self._assumed_noise is not None:
+            return self._assumed_noise.rate
         noise = self._cfg.noise
         if noise.protocol == "none":
             return 0.0
         realised = (self._data.noise_record or {}).get("realised_rate")
         return float(realised) if realised is not None else float(noise.rate)
 
-    def configured_noise(self) -> tuple[str, float]:
-        """The configured noise ``(protocol, rate)`` (DivideMix's lambda_u follows its paper's table)."""
+    def assumed_noise(self) -> tuple[str, float]:
+        """The noise ``(protocol, rate)``: the builder's assumption, else the configured noise (DivideMix's
+        lambda_u follows its paper's table by both)."""
+        if self._assumed_noise is not None:
+            return self._assumed_noise.protocol, self._assumed_noise.rate
         return self._cfg.noise.protocol, self._cfg.noise.rate
 
     # ------------------------------------------------------------------------------ the data

@@ -24,7 +24,7 @@ from ..config import Config
 from ..methods.base import Batch, Method
 from ..models import eval_mode
 from .checkpoint import save_checkpoint, write_json
-from .context import TrainingContext
+from .context import NoiseAssumption, TrainingContext
 from .distributed import DistInfo
 from .experiment_data import ExperimentData
 
@@ -49,10 +49,13 @@ class Engine:
         dist: DistInfo | None = None,
         *,
         method_params: Callable[[str], Any] | None = None,
+        assumed_noise: NoiseAssumption | None = None,
     ) -> None:
         self.cfg = cfg
         self.data = data
-        self.ctx = TrainingContext(cfg, data, device, dist, method_params=method_params)
+        self.ctx = TrainingContext(
+            cfg, data, device, dist, method_params=method_params, assumed_noise=assumed_noise
+        )
         self.dist = self.ctx.dist
 
     # ------------------------------------------------------------------------------ the clock

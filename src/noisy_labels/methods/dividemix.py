@@ -146,7 +146,7 @@ class DivideMix(Method):
 
     def setup(self) -> None:
         p, ctx = self.params, self.ctx
-        protocol, rate = ctx.configured_noise()
+        protocol, rate = ctx.assumed_noise()
         self.lambda_u = (
             default_lambda_u(ctx.num_classes, protocol, rate) if p.lambda_u is None else p.lambda_u
         )
