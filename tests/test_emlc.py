@@ -316,7 +316,7 @@ def float64_emlc(*settings):
 def test_student_clean_term_defaults_to_the_clean_sets_share(setting, expected):
     """Issue 18: a clean sample weighs as much as a noisy one per epoch unless the weight is set."""
     built, engine = float64_emlc(*([setting] if setting else []))
-    share = len(engine.data.meta_y) / engine.num_train
+    share = len(engine.data.meta_y) / engine.ctx.num_train
     assert 0 < share < 1
     assert built.params.student_clean_weight == pytest.approx(share if expected == "share" else expected)
 

@@ -235,7 +235,7 @@ def _agreeing_predictions(labels: torch.Tensor, k: int, share: float) -> torch.T
 )
 def test_warmup_lasts_until_the_fit_of_the_given_labels_stops_improving(settings, ends_after):
     engine, m = _method(*settings)
-    labels, k = engine.data.train_y, engine.num_classes
+    labels, k = engine.data.train_y, engine.ctx.num_classes
     agreement = [0.3, 0.4, 0.45, 0.455, 0.46, 0.462, 0.47, 0.48, 0.485, 0.487, 0.488, 0.49]
     for epoch, share in enumerate(agreement):
         with mock.patch.object(m, "aux_prediction", return_value=_agreeing_predictions(labels, k, share)):
@@ -257,7 +257,7 @@ def test_bad_parameters_are_rejected(setting):
 def test_initialisation_and_cycle_state():
     engine, m = _method("epochs=3", "flywheel.warmup_epochs=2", "noise.rate=0.5")
     engine.fit(m, None)
-    k, n = engine.num_classes, engine.num_train
+    k, n = engine.ctx.num_classes, engine.ctx.num_train
     assert int(m.cycles) == 3 and m.q.shape == (n,) and m.targets.shape == (n, k)
     assert 0.0 < float(m.gamma) < 1.0 and torch.allclose(m.gamma, m.q.mean())  # eq. 6
     assert torch.allclose(m.targets.sum(1), torch.ones(n)) and torch.allclose(
@@ -280,8 +280,8 @@ def test_warmup_boundary_is_the_papers_initialisation():
         g_prob = F.softmax(engine.ctx.predict(m.g, engine.data.train_x), 1)
     f_acc = (f_prob.argmax(1) == engine.data.train_y).float().mean()  # gamma's initial value
     p_noisy = g_prob.gather(1, engine.data.train_y[:, None])
-    expected_q = clean_posterior(f_acc, p_noisy.squeeze(1), 1.0 / engine.num_classes)
-    assert torch.allclose(m.q, expected_q, atol=1e-6) and torch.all(m.eps == 1.0 / engine.num_classes)
+    expected_q = clean_posterior(f_acc, p_noisy.squeeze(1), 1.0 / engine.ctx.num_classes)
+    assert torch.allclose(m.q, expected_q, atol=1e-6) and torch.all(m.eps == 1.0 / engine.ctx.num_classes)
 
 
 @pytest.mark.parametrize(
@@ -305,7 +305,7 @@ def test_ablation_switches(setting):
     else:
         assert summary["label_acc"] > 0.5
     if setting == "flywheel.fixed_epsilon=true":
-        assert torch.all(m.eps == 1.0 / engine.num_classes)
+        assert torch.all(m.eps == 1.0 / engine.ctx.num_classes)
     if setting == "flywheel.contrastive=none":
         assert not hasattr(m, "proj")
 

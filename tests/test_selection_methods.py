@@ -124,7 +124,7 @@ def test_coteaching_step_keeps_the_scheduled_count_per_network():
     method.train_step(batch)
     kept = method.selected()[batch.index.numpy()]
     assert kept.sum(0).tolist() == [35, 35]
-    assert method.cleanness().shape == (engine.num_train,)
+    assert method.cleanness().shape == (engine.ctx.num_train,)
 
 
 # ------------------------------------------------------------------------------------- DivideMix
@@ -165,7 +165,7 @@ def test_co_divide_separates_noisy_labels_and_reads_train_labels():
     train_epochs(engine, method, 2)
     method.co_divide()
     noisy, clean = engine.data.train_y, engine.data.train_clean_y
-    assert method.clean_prob.shape == (2, engine.num_train)
+    assert method.clean_prob.shape == (2, engine.ctx.num_train)
     assert cleanness_auc(method.cleanness(), noisy, clean) > 0.85
     assert (method.corrected_labels() == clean.numpy()).mean() > (noisy == clean).float().mean().item() + 0.2
     method.ctx = method.ctx.with_train_labels(clean)  # DMLP-X: purified labels for the whole-set pass
@@ -235,7 +235,7 @@ def test_cdr_step_moves_only_critical_weights():
     for p, old in zip(weights, before, strict=True):
         moved = (p.detach() != old).sum().item()
         assert 0 < moved <= round(0.25 * p.numel())
-    assert method.cleanness().shape == (engine.num_train,)
+    assert method.cleanness().shape == (engine.ctx.num_train,)
 
 
 # ------------------------------------------------------------------------------------- end to end
@@ -287,6 +287,8 @@ def test_cpu_configs_differ_only_in_the_method():
 def test_elr_plus_averages_over_the_papers_share_of_an_epoch(batch_size):
     engine, method = build("method=elr_plus", f"batch_size={batch_size}")
     horizon = 1 / (1 - method.params.ema_decay)  # steps
-    assert horizon / engine.steps_per_epoch == pytest.approx(333.3 / 391, rel=1e-3)  # the paper's 0.85 epoch
+    assert horizon / engine.ctx.steps_per_epoch == pytest.approx(
+        333.3 / 391, rel=1e-3
+    )  # the paper's 0.85 epoch
     _, fixed = build("method=elr_plus", "elr_plus.ema_decay=0.997")
     assert fixed.params.ema_decay == 0.997  # the paper's value stays reachable

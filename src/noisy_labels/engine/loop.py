@@ -11,7 +11,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from ..config import Config
 from ..methods.base import Batch, Method
 from ..models import eval_mode
 from .checkpoint import save_checkpoint, write_json
-from .context import NoiseAssumption, TrainingContext
+from .context import TrainingContext
 from .distributed import DistInfo
 from .experiment_data import ExperimentData
 
@@ -47,48 +47,24 @@ class Engine:
         data: ExperimentData,
         device: torch.device,
         dist: DistInfo | None = None,
-        *,
-        method_params: Callable[[str], Any] | None = None,
-        assumed_noise: NoiseAssumption | None = None,
+        **context: Any,
     ) -> None:
+        """``context``: :class:`TrainingContext`'s keyword options (``method_params``, ``assumed_noise``)."""
         self.cfg = cfg
         self.data = data
-        self.ctx = TrainingContext(
-            cfg, data, device, dist, method_params=method_params, assumed_noise=assumed_noise
-        )
+        self.ctx = TrainingContext(cfg, data, device, dist, **context)
         self.dist = self.ctx.dist
-
-    # ------------------------------------------------------------------------------ the clock
-    @property
-    def epoch(self) -> int:
-        return self.ctx.clock.epoch
-
-    @property
-    def step_in_epoch(self) -> int:
-        return self.ctx.clock.step_in_epoch
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return self.ctx.clock.steps_per_epoch
-
-    @property
-    def num_train(self) -> int:
-        return self.ctx.num_train
-
-    @property
-    def num_classes(self) -> int:
-        return self.ctx.num_classes
 
     # ------------------------------------------------------------------------------ batches
     def _epoch_order(self) -> torch.Tensor:
         """This epoch's sample order for all ranks: a permutation, or class-balanced draws by noisy label."""
         if not self.cfg.batches_per_epoch:
-            return torch.randperm(self.num_train, generator=self.ctx.generator)
+            return torch.randperm(self.ctx.num_train, generator=self.ctx.generator)
         total = self.cfg.batches_per_epoch * self.cfg.batch_size
-        per_class = math.ceil(total / self.num_classes)
+        per_class = math.ceil(total / self.ctx.num_classes)
         labels = self.data.train_y.cpu()
         picks = []
-        for c in range(self.num_classes):
+        for c in range(self.ctx.num_classes):
             members = torch.nonzero(labels == c).flatten()
             if len(members) == 0:
                 continue
@@ -104,7 +80,7 @@ class Engine:
         ctx = self.ctx
         order = self._epoch_order().to(ctx.device)
         bs = self.cfg.batch_size
-        for step in range(self.steps_per_epoch):
+        for step in range(self.ctx.steps_per_epoch):
             idx = order[step * bs : (step + 1) * bs]
             if self.dist.enabled:
                 idx = idx[self.dist.rank :: self.dist.world_size]
@@ -119,7 +95,7 @@ class Engine:
         s = self.cfg.schedule
         warm = s.lr_warmup_epochs
         if warm > 0 and t < warm:
-            return (t + 1.0 / self.steps_per_epoch) / warm
+            return (t + 1.0 / self.ctx.steps_per_epoch) / warm
         if s.name == "cosine":
             return 0.5 * (1.0 + math.cos(math.pi * min(t, self.cfg.epochs) / self.cfg.epochs))
         if s.name == "multistep":
@@ -162,7 +138,7 @@ class Engine:
             clock.epoch, clock.step_in_epoch = epoch + 1, 0
             if run_dir is not None and self.dist.is_main:
                 self._log(run_dir, record, writer)
-                if self.epoch % self.cfg.checkpoint_every == 0 or self.epoch == self.cfg.epochs:
+                if clock.epoch % self.cfg.checkpoint_every == 0 or clock.epoch == self.cfg.epochs:
                     save_checkpoint(run_dir, self._checkpoint(method, history, elapsed))
         if writer is not None:
             writer.close()
@@ -170,7 +146,7 @@ class Engine:
 
     def _warn_if_unstable(self, record: dict[str, Any]) -> None:
         """A first-epoch training loss far above a uniform guess's ``ln C`` means the step is too large."""
-        loss, uniform = record.get("train_loss"), math.log(self.num_classes)
+        loss, uniform = record.get("train_loss"), math.log(self.ctx.num_classes)
         if record["epoch"] == 1 and loss is not None and loss > 2 * uniform and self.dist.is_main:
             warnings.warn(
                 f"the first epoch's training loss {loss:.2f} is above twice a uniform guess's {uniform:.2f}:"
@@ -186,7 +162,7 @@ class Engine:
         totals: dict[str, torch.Tensor | float] = {}
         bar = tqdm(
             self.batches(),
-            total=self.steps_per_epoch,
+            total=self.ctx.steps_per_epoch,
             desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
             disable=self.cfg.quiet or not self.dist.is_main,
             leave=False,
@@ -201,7 +177,7 @@ class Engine:
         epoch_stats = method.on_epoch_end(epoch) or {}
         scheduled = self.ctx.scheduled
         lr = scheduled[0].param_groups[0]["lr"] if scheduled else float("nan")
-        record = {f"train_{k}": float(v) / self.steps_per_epoch for k, v in totals.items()}
+        record = {f"train_{k}": float(v) / self.ctx.steps_per_epoch for k, v in totals.items()}
         return record | {f"train_{k}": float(v) for k, v in epoch_stats.items()} | {"lr": lr}
 
     @torch.no_grad()
@@ -211,7 +187,7 @@ class Engine:
         with eval_mode(*method.eval_modules()):
             if self.data.test_x is not None and self.data.test_y is not None:
                 logits = self.ctx.predict(method.predict, self.data.test_x)
-                ks = (1, 5) if self.num_classes > 5 else (1,)
+                ks = (1, 5) if self.ctx.num_classes > 5 else (1,)
                 accs = metrics.topk_accuracy(logits.cpu(), self.data.test_y.cpu(), k=ks)
                 assert isinstance(accs, tuple)  # a sequence of k gives one accuracy per k
                 out["test_acc"] = accs[0]
@@ -238,7 +214,7 @@ class Engine:
     # ------------------------------------------------------------------------------ state and logs
     def _checkpoint(self, method: Method, history: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
         return {
-            "epoch": self.epoch,
+            "epoch": self.ctx.epoch,
             "method": method.state_dict(),
             "history": history,
             "elapsed": elapsed,

@@ -159,7 +159,7 @@ def _describe(cfg: Config, data: ExperimentData, engine: Engine, corrupt: bool) 
         "seed": cfg.seed,
         "device": str(engine.ctx.device),
         "model": engine.ctx.model_name(),
-        "num_train": engine.num_train,
+        "num_train": engine.ctx.num_train,
     }
 
 
