@@ -159,10 +159,6 @@ class TrainingContext:
         """The ``(N,)`` labels the method trains on: the given ones, or those of :meth:`with_train_labels`."""
         return self._train_labels
 
-    @property
-    def has_meta_set(self) -> bool:
-        return self._data.meta_x is not None and self._data.meta_y is not None
-
     def meta_set(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The whole trusted (meta) set: stored samples and labels (see :meth:`meta_batch` for a batch)."""
         x, y = self._data.meta_x, self._data.meta_y
