@@ -72,8 +72,13 @@ microsoft/MLC for MLC):
   features with a linear student, a linear teacher would have no feature extractor of its own (its gate
   would read the raw features); the shipped features config gives the teacher an MLP (Fig. 3's extractor
   + classifier), which corrected more labels than the linear one at 80% symmetric noise.
-* Outputs: ``cleanness`` is the gate of each sample's latest batch (EMLC) or the teacher's probability of
-  the noisy label (MLC); ``corrected_labels`` the argmax of its latest soft label.
+* Outputs, from each sample's latest batch: ``cleanness`` is the mass its soft label ``q`` puts on the
+  given label (EMLC: ``w + (1 - w) p_teacher(y~)``, the gate and the teacher's classifier together;
+  MLC: the teacher's probability of it); ``corrected_labels`` the argmax of ``q``. Neither paper scores
+  samples. Measured (CIFAR-10 features, defaults, seed 0), cleanness AUC of EMLC's gate alone against
+  ``q(y~)``: ``aggre`` 0.714 / 0.832, ``random1`` 0.830 / 0.869, sym. 80% 0.876 / 0.921: at low noise the
+  gate, trained on 1,000 clean samples with a few injected errors, barely separates (mean 0.91 clean
+  against 0.86 noisy at ``aggre``) while the teacher's classifier does.
 * Student selection (sec. 4.1: "the student model when its validation score is the highest"): after each
   epoch the student's accuracy on the whole meta set is logged as ``train_clean_acc``; with
   ``select_by_clean`` the engine evaluates (and so reports) the student of the best such accuracy so far.
@@ -210,9 +215,11 @@ class TeacherStudent(Method):
     def meta_loss_fn(self):
         return META_LOSSES[self.params.meta_loss]
 
-    def record(self, index: Tensor, cleanness: Tensor, soft: Tensor) -> None:
-        self.ctx.write_samples(self.sample_cleanness, index, cleanness.detach().float())
-        self.ctx.write_samples(self.sample_corrected, index, soft.detach().argmax(dim=1))
+    def record(self, index: Tensor, given: Tensor, soft: Tensor) -> None:
+        """Keep a batch's cleanness (its soft label's mass on the given label) and corrected labels."""
+        soft = soft.detach()
+        self.ctx.write_samples(self.sample_cleanness, index, soft.gather(1, given[:, None]).squeeze(1).float())
+        self.ctx.write_samples(self.sample_corrected, index, soft.argmax(dim=1))
 
     def clean_term(self) -> Tensor | float:
         """The reference code's optional CE of the student on a clean batch (no teacher dependence)."""
@@ -308,7 +315,7 @@ class MLC(TeacherStudent):
         meta_loss.backward(inputs=list(self.teacher.parameters()), retain_graph=True)
         self.teacher_optimizer.step()
         # Student: the real step on the soft labels of the teacher before its update (MLC's code).
-        self.record(batch.index, soft.gather(1, batch.y[:, None]).squeeze(1), soft)
+        self.record(batch.index, batch.y, soft)
         real = soft_cross_entropy(soft.detach())(logits).mean() + clean
         self.ctx.step(real, self.optimizer)
         return {"loss": real.detach(), "meta_loss": meta_loss.detach()}
@@ -392,7 +399,7 @@ class EMLC(TeacherStudent):
         # The window's last soft labels keep their graph for the meta-gradient; earlier ones are rebuilt.
         with torch.set_grad_enabled(track and update_now):
             soft, gate = self.teacher(batch.x, batch.y)
-        self.record(batch.index, gate, soft)
+        self.record(batch.index, batch.y, soft)
         if track:
             weights = snapshot(parameters_of(self.model))
             context = (batch.y, teacher_rng, soft if soft.requires_grad else None)
