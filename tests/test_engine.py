@@ -74,12 +74,10 @@ def test_same_seed_same_result_other_seed_differs(tmp_path):
 
 
 def test_meta_method_without_meta_set_is_an_error(tmp_path):
-    from noisy_labels.methods import Method, register_method
+    from noisy_labels.methods import Method
     from noisy_labels.methods.base import _REGISTRY
 
-    @register_method
-    class NeedsMeta(Method):
-        name = "needs_meta_test_only"
+    class NeedsMeta(Method, name="needs_meta_test_only"):
         requires_meta = True
 
     try:
@@ -90,11 +88,11 @@ def test_meta_method_without_meta_set_is_an_error(tmp_path):
 
 
 def test_image_batches_are_augmented_and_balanced_sampling_balances(tmp_path):
-    from noisy_labels.engine import Engine, prepare_data
+    from noisy_labels.engine import Engine, TrainingContext, prepare_data
 
     cfg = load_config(None, ["dataset=digits", "batches_per_epoch=5", "batch_size=100", "seed=3"])
     data = prepare_data(cfg, torch.device("cpu"), corrupt_meta=False)
-    engine = Engine(cfg, data, torch.device("cpu"))
+    engine = Engine(cfg, data, TrainingContext(cfg, data, torch.device("cpu")))
     labels = torch.cat([b.y for b in engine.batches()])
     assert len(labels) == 500
     counts = torch.bincount(labels, minlength=10)

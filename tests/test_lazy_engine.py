@@ -70,7 +70,7 @@ def _run(tmp_path, root, *sets):
 
 
 def test_lazy_images_decode_per_batch_and_batches_are_class_balanced(clothing):
-    from noisy_labels.engine import Engine, load_config, prepare_data
+    from noisy_labels.engine import Engine, TrainingContext, load_config, prepare_data
 
     sets = ["dataset=clothing1m", f"root={clothing}", "dataset_options={image_size: 16, resize: 16}",
             "noise.protocol=none", "meta.size=14", "batch_size=14", "batches_per_epoch=3"]  # fmt: skip
@@ -84,7 +84,7 @@ def test_lazy_images_decode_per_batch_and_batches_are_class_balanced(clothing):
     folders = [int(Path(path).parent.name) for path in data.train_x.dataset.paths]
     assert nearest.tolist() == folders and (np.array(folders) != given).any()  # labels are noisy, pixels not
     assert sorted(data.meta_y.tolist()) == list(range(CLASSES))  # one trusted image per class
-    order = Engine(cfg, data, torch.device("cpu"))._epoch_order()
+    order = Engine(cfg, data, TrainingContext(cfg, data, torch.device("cpu")))._epoch_order()
     assert len(order) == 42 and np.bincount(given[order.numpy()], minlength=CLASSES).tolist() == [3] * CLASSES
 
 

@@ -287,7 +287,7 @@ def test_cpu_configs_differ_only_in_the_method():
 def test_elr_plus_averages_over_the_papers_share_of_an_epoch(batch_size):
     engine, method = build("method=elr_plus", f"batch_size={batch_size}")
     horizon = 1 / (1 - method.params.ema_decay)  # steps
-    assert horizon / engine.ctx.steps_per_epoch == pytest.approx(
+    assert horizon / engine.ctx.clock.steps_per_epoch == pytest.approx(
         333.3 / 391, rel=1e-3
     )  # the paper's 0.85 epoch
     _, fixed = build("method=elr_plus", "elr_plus.ema_decay=0.997")

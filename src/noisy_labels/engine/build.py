@@ -9,6 +9,7 @@ through :func:`build_experiment`; method sections of a config are checked here (
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -111,14 +112,9 @@ def build_experiment(
     seed_everything(cfg.seed)
     if data is None:
         data = prepare_data(cfg, device, corrupt_meta=corrupt)
-    engine = Engine(
-        cfg,
-        data,
-        device,
-        dist,
-        method_params=lambda name: method_params(cfg, name),
-        assumed_noise=assumed_noise,
-    )
+    params = partial(method_params, cfg)
+    ctx = TrainingContext(cfg, data, device, dist, method_params=params, assumed_noise=assumed_noise)
+    engine = Engine(cfg, data, ctx)
     method = cls(engine.ctx, method_params(cfg, cfg.method))
     method.setup()
     return Experiment(cfg, data, engine, method, corrupt)

@@ -68,6 +68,7 @@ class TrainingContext:
         self._method_params = method_params
         self.device = device
         self.dist = dist or DistInfo()
+        self.epochs, self.seed = cfg.epochs, cfg.seed
         self.use_amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
         # channels_last by default: convolutions run 1.3-1.7x faster with it on the CPU as well as on CUDA
         # (benchmarks/results/meta_step_cost.md); the preparer ignores it for feature vectors.
@@ -81,14 +82,6 @@ class TrainingContext:
         )
 
     # ------------------------------------------------------------------------------ the run
-    @property
-    def epochs(self) -> int:
-        return self._cfg.epochs
-
-    @property
-    def seed(self) -> int:
-        return self._cfg.seed
-
     @property
     def quiet(self) -> bool:
         """No progress output: ``quiet`` is set, or this is not the main rank."""
@@ -212,22 +205,15 @@ class TrainingContext:
         """The current epoch, counted from 0."""
         return self.clock.epoch
 
-    @property
-    def step_in_epoch(self) -> int:
-        return self.clock.step_in_epoch
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return self.clock.steps_per_epoch
-
     def progress(self) -> float:
         """Training progress in epochs, e.g. 2.5 halfway through the third epoch."""
-        return self.epoch + self.step_in_epoch / self.steps_per_epoch
+        clock = self.clock
+        return clock.epoch + clock.step_in_epoch / clock.steps_per_epoch
 
     @property
     def is_last_step(self) -> bool:
         """The current batch is the epoch's last."""
-        return self.step_in_epoch == self.steps_per_epoch - 1
+        return self.clock.step_in_epoch == self.clock.steps_per_epoch - 1
 
     # ------------------------------------------------------------------------------ building blocks
     def model_name(self, name: str | None = None) -> str:

@@ -25,7 +25,6 @@ from ..methods.base import Batch, Method
 from ..models import eval_mode
 from .checkpoint import save_checkpoint, write_json
 from .context import TrainingContext
-from .distributed import DistInfo
 from .experiment_data import ExperimentData
 
 
@@ -41,19 +40,12 @@ def resolve_device(name: str) -> torch.device:
 class Engine:
     """The loop around one method; :attr:`ctx` is what the method sees."""
 
-    def __init__(
-        self,
-        cfg: Config,
-        data: ExperimentData,
-        device: torch.device,
-        dist: DistInfo | None = None,
-        **context: Any,
-    ) -> None:
-        """``context``: :class:`TrainingContext`'s keyword options (``method_params``, ``assumed_noise``)."""
+    def __init__(self, cfg: Config, data: ExperimentData, ctx: TrainingContext) -> None:
+        """``ctx``: the run's :class:`TrainingContext`, built from the same ``cfg`` and ``data``."""
         self.cfg = cfg
         self.data = data
-        self.ctx = TrainingContext(cfg, data, device, dist, **context)
-        self.dist = self.ctx.dist
+        self.ctx = ctx
+        self.dist = ctx.dist
 
     # ------------------------------------------------------------------------------ batches
     def _epoch_order(self) -> torch.Tensor:
@@ -80,7 +72,7 @@ class Engine:
         ctx = self.ctx
         order = self._epoch_order().to(ctx.device)
         bs = self.cfg.batch_size
-        for step in range(self.ctx.steps_per_epoch):
+        for step in range(self.ctx.clock.steps_per_epoch):
             idx = order[step * bs : (step + 1) * bs]
             if self.dist.enabled:
                 idx = idx[self.dist.rank :: self.dist.world_size]
@@ -95,7 +87,7 @@ class Engine:
         s = self.cfg.schedule
         warm = s.lr_warmup_epochs
         if warm > 0 and t < warm:
-            return (t + 1.0 / self.ctx.steps_per_epoch) / warm
+            return (t + 1.0 / self.ctx.clock.steps_per_epoch) / warm
         if s.name == "cosine":
             return 0.5 * (1.0 + math.cos(math.pi * min(t, self.cfg.epochs) / self.cfg.epochs))
         if s.name == "multistep":
@@ -162,7 +154,7 @@ class Engine:
         totals: dict[str, torch.Tensor | float] = {}
         bar = tqdm(
             self.batches(),
-            total=self.ctx.steps_per_epoch,
+            total=self.ctx.clock.steps_per_epoch,
             desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
             disable=self.cfg.quiet or not self.dist.is_main,
             leave=False,
@@ -177,7 +169,7 @@ class Engine:
         epoch_stats = method.on_epoch_end(epoch) or {}
         scheduled = self.ctx.scheduled
         lr = scheduled[0].param_groups[0]["lr"] if scheduled else float("nan")
-        record = {f"train_{k}": float(v) / self.ctx.steps_per_epoch for k, v in totals.items()}
+        record = {f"train_{k}": float(v) / self.ctx.clock.steps_per_epoch for k, v in totals.items()}
         return record | {f"train_{k}": float(v) for k, v in epoch_stats.items()} | {"lr": lr}
 
     @torch.no_grad()

@@ -49,13 +49,26 @@ class NoParams:
 
 
 class Method:
-    """Base class: plain cross-entropy training of one model (subclasses change :meth:`loss` or more)."""
+    """Base class: plain cross-entropy training of one model (subclasses change :meth:`loss` or more).
+
+    A subclass registers itself under the name it declares in its class statement, with its parameters'
+    dataclass: ``class MyMethod(Method, name="my_method", params=MyParams)``. Shared bases (no name) are
+    not registered; a subclass without ``params`` keeps its base's.
+    """
 
     name: ClassVar[str] = ""
     Params: ClassVar[type] = NoParams
     requires_meta: ClassVar[bool] = False  # needs a trusted (meta) set: config meta.size > 0
     corrupt_meta_default: ClassVar[bool] = False  # RMNW-Net's setting: the meta set carries the same noise
     supports_features: ClassVar[bool] = True  # works on feature vectors (not only images)
+
+    def __init_subclass__(cls, *, name: str = "", params: type | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if params is not None:
+            cls.Params = params
+        if name:
+            cls.name = name
+            _register(cls)
 
     def __init__(self, ctx: TrainingContext, params: Any) -> None:
         self.ctx = ctx
@@ -137,14 +150,10 @@ class Method:
 _REGISTRY: dict[str, type[Method]] = {}
 
 
-def register_method(cls: type[Method]) -> type[Method]:
-    """Class decorator adding a method to the registry under ``cls.name``."""
-    if not cls.name:
-        raise ValueError(f"{cls.__qualname__} needs a non-empty `name`.")
+def _register(cls: type[Method]) -> None:
     if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
         raise ValueError(f"method name {cls.name!r} is registered twice.")
     _REGISTRY[cls.name] = cls
-    return cls
 
 
 def get_method_class(name: str) -> type[Method]:

@@ -37,7 +37,7 @@ import torch
 
 from .._validation import check_choice
 from ._selection import per_sample_losses
-from .base import Method, register_method
+from .base import Method
 
 
 @dataclass
@@ -91,12 +91,8 @@ def mask_noncritical_gradients(params: Sequence[torch.Tensor], fraction: float, 
     return zeroed
 
 
-@register_method
-class CDR(Method):
+class CDR(Method, name="cdr", params=CDRParams):
     """Robust early-learning (Xia et al., ICLR 2021); see the module docstring."""
-
-    name = "cdr"
-    Params = CDRParams
 
     def setup(self) -> None:
         super().setup()

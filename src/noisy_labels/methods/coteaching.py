@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import Method, register_method
+from .base import Method
 
 
 @dataclass
@@ -83,16 +83,12 @@ def exchange_small_loss(
     return loss1[keep2].mean(), loss2[keep1].mean(), keep1, keep2
 
 
-@register_method
-class CoTeaching(Method):
+class CoTeaching(Method, name="coteaching", params=CoTeachingParams):
     """Co-teaching (Han et al., NeurIPS 2018): two networks exchange their small-loss samples.
 
     Labels come only from ``batch.y`` (DMLP-Co-teaching feeds purified labels through the batches).
     See the module docstring for the schedule and the choices.
     """
-
-    name = "coteaching"
-    Params = CoTeachingParams
 
     def setup(self) -> None:
         p, ctx = self.params, self.ctx

@@ -76,7 +76,7 @@ from ._selection import (
     per_sample_losses,
     sharpen,
 )
-from .base import Method, register_method
+from .base import Method
 
 ASYMMETRIC_PROTOCOLS = ("asymmetric", "asymmetric_blocks", "pairflip")
 
@@ -133,16 +133,12 @@ def mixmatch_loss(
     return loss_x, loss_u, loss_reg
 
 
-@register_method
-class DivideMix(Method):
+class DivideMix(Method, name="dividemix", params=DivideMixParams):
     """DivideMix (Li et al., ICLR 2020); see the module docstring for the algorithm and the settings.
 
     The per-epoch loss pass uses ``ctx.train_labels`` (a context ``with_train_labels`` gives it purified
     ``train_y``, to feed DMLP's labels); mini-batches use ``batch.y``.
     """
-
-    name = "dividemix"
-    Params = DivideMixParams
 
     def setup(self) -> None:
         p, ctx = self.params, self.ctx

@@ -40,7 +40,7 @@ from ..models import create_model
 from ..purify import DMLPPurifier, PurifyParams
 from ..ssl import SimCLRParams, extract_features, train_simclr
 from ..ssl.simclr import image_stats
-from .base import Batch, Method, get_method_class, register_method
+from .base import Batch, Method, get_method_class
 
 
 @dataclass
@@ -63,12 +63,9 @@ class DMLPParams(PurifyParams):
             raise ValueError("targets=soft is only supported with then=ce (soft cross-entropy).")
 
 
-@register_method
-class DMLP(Method):
+class DMLP(Method, name="dmlp", params=DMLPParams):
     """Decoupled meta label purification, then ``then`` on the purified labels."""
 
-    name = "dmlp"
-    Params = DMLPParams
     requires_meta = True
 
     def setup(self) -> None:

@@ -55,7 +55,7 @@ from ..defaults import scaled_ema_decay
 from ..losses import clamped_softmax, elr_regularizer, mean_soft_cross_entropy
 from ..models import eval_mode
 from ._selection import ensemble_log_probs, mixup
-from .base import Method, register_method
+from .base import Method
 
 if TYPE_CHECKING:
     from ..engine.context import TrainingContext
@@ -114,12 +114,8 @@ class ELRParams:
         _check_elr(self)
 
 
-@register_method
-class ELR(_TargetsMixin, Method):
+class ELR(_TargetsMixin, Method, name="elr", params=ELRParams):
     """Early-learning regularisation (Liu et al., NeurIPS 2020, sec. 4.1); see the module docstring."""
-
-    name = "elr"
-    Params = ELRParams
 
     def setup(self) -> None:
         super().setup()
@@ -169,17 +165,13 @@ def ema_update(average: nn.Module, model: nn.Module, decay: float) -> None:
         avg_buffer.copy_(buffer)
 
 
-@register_method
-class ELRPlus(_TargetsMixin, Method):
+class ELRPlus(_TargetsMixin, Method, name="elr_plus", params=ELRPlusParams):
     """ELR+ (Liu et al., NeurIPS 2020, sec. 4.2): two networks, weight averaging, mixup, ELR."""
-
-    name = "elr_plus"
-    Params = ELRPlusParams
 
     def setup(self) -> None:
         ctx = self.ctx
         if self.params.ema_decay is None:
-            self.params.ema_decay = scaled_ema_decay(0.997, PAPER_STEPS_PER_EPOCH, ctx.steps_per_epoch)
+            self.params.ema_decay = scaled_ema_decay(0.997, PAPER_STEPS_PER_EPOCH, ctx.clock.steps_per_epoch)
         self.net1, self.net2 = ctx.new_model(), ctx.new_model()
         self.opt1 = ctx.new_optimizer(self.net1.parameters())
         self.opt2 = ctx.new_optimizer(self.net2.parameters())

@@ -117,7 +117,7 @@ from ..meta import (
     snapshot,
 )
 from ..models import GatedTeacher, LabelCorrector, eval_mode
-from .base import Method, register_method
+from .base import Method
 from .meta_weighting import META_LOSSES
 
 if TYPE_CHECKING:
@@ -218,7 +218,9 @@ class TeacherStudent(Method):
     def record(self, index: Tensor, given: Tensor, soft: Tensor) -> None:
         """Keep a batch's cleanness (its soft label's mass on the given label) and corrected labels."""
         soft = soft.detach()
-        self.ctx.write_samples(self.sample_cleanness, index, soft.gather(1, given[:, None]).squeeze(1).float())
+        self.ctx.write_samples(
+            self.sample_cleanness, index, soft.gather(1, given[:, None]).squeeze(1).float()
+        )
         self.ctx.write_samples(self.sample_corrected, index, soft.argmax(dim=1))
 
     def clean_term(self) -> Tensor | float:
@@ -285,12 +287,8 @@ class MLCParams(TeacherParams):
     student_clean_weight: float = 0.5  # MLC's code (hmlc_K_mix): CE on a clean batch, see the docstring
 
 
-@register_method
-class MLC(TeacherStudent):
+class MLC(TeacherStudent, name="mlc", params=MLCParams):
     """Meta Label Correction: a label-correction network on the student's features, second order."""
-
-    name = "mlc"
-    Params = MLCParams
 
     def setup(self) -> None:
         super().setup()
@@ -367,12 +365,8 @@ def default_corrupt_fraction(noise_rate: float) -> float:
     return min(max(noise_rate, 0.05), 0.95) if noise_rate > 0 else 0.5
 
 
-@register_method
-class EMLC(TeacherStudent):
+class EMLC(TeacherStudent, name="emlc", params=EMLCParams):
     """Enhanced Meta Label Correction: gated teacher, FPMG meta-gradients, CE + BCE + meta objective."""
-
-    name = "emlc"
-    Params = EMLCParams
 
     def setup(self) -> None:
         super().setup()

@@ -89,7 +89,7 @@ from ..models import eval_mode
 from ..ssl.simclr import nt_xent_loss
 from ._selection import mixup
 from ._warmup import AdaptiveWarmup
-from .base import Method, register_method
+from .base import Method
 from .flywheel_em import (
     clean_posterior,
     corruption_transition,
@@ -136,8 +136,7 @@ class FlywheelParams:
             check_choice(key, getattr(self, key), allowed)
 
 
-@register_method
-class Flywheel(AdaptiveWarmup, Method):
+class Flywheel(AdaptiveWarmup, Method, name="flywheel", params=FlywheelParams):
     """LNL-flywheel: main EM on ``g`` (clean/corrupted), auxiliary EM on ``f`` (refurbishing, inference).
 
     Attributes (tensors on the device, checkpointed)
@@ -148,8 +147,6 @@ class Flywheel(AdaptiveWarmup, Method):
     prior : (K,) label marginal of the CR.  cycles : () number of EM boundaries done.
     """
 
-    name = "flywheel"
-    Params = FlywheelParams
     paper_warmup = (10, 300)  # sec. 4.2: 10 of 300 CIFAR epochs
 
     # ------------------------------------------------------------------ building

@@ -48,7 +48,7 @@ from .._validation import check_choice
 from ..defaults import scaled_epochs
 from ..losses import real_and_pseudo_ce
 from ..meta import L2B_NORMALIZATIONS, l2b_normalize
-from .base import Method, register_method
+from .base import Method
 from .meta_weighting import MetaMethod, MetaParams
 
 VARIANTS = ("joint", "alpha_zero", "beta_zero", "sum_to_one")
@@ -108,12 +108,8 @@ class L2BParams(MetaParams):
             raise ValueError(f"temperature must be > 0, got {self.temperature}.")
 
 
-@register_method
-class L2B(MetaMethod):
+class L2B(MetaMethod, name="l2b", params=L2BParams):
     """Learning to Bootstrap: meta-learned per-sample weights of real- and pseudo-label losses."""
-
-    name = "l2b"
-    Params = L2BParams
 
     def setup(self) -> None:
         super().setup()

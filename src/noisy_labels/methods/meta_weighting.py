@@ -89,7 +89,7 @@ from ..meta import (
 )
 from ..models import WeightNet, eval_mode
 from ._warmup import AdaptiveWarmup
-from .base import Method, register_method
+from .base import Method
 
 META_LOSSES: dict[str, MetaLossFn] = {"ce": F.cross_entropy, "mae": mae_loss}
 
@@ -174,12 +174,8 @@ class L2RWParams(MetaParams):
     warmup_epochs: int = 0  # plain CE first (not in the paper; meta-gradients of an untrained net are weak)
 
 
-@register_method
-class L2RW(MetaMethod):
+class L2RW(MetaMethod, name="l2rw", params=L2RWParams):
     """Learning to Reweight Examples (Ren et al. 2018): weights from one meta-gradient at ``w = 0``."""
-
-    name = "l2rw"
-    Params = L2RWParams
 
     def train_step(self, batch):
         if self.ctx.epoch < self.params.warmup_epochs:
@@ -223,8 +219,7 @@ class MWNetParams(MetaParams):
             raise ValueError(f"warmup_max_share must be in (0, 1], got {self.warmup_max_share}.")
 
 
-@register_method
-class MWNet(AdaptiveWarmup, MetaMethod):
+class MWNet(AdaptiveWarmup, MetaMethod, name="mwnet", params=MWNetParams):
     """Meta-Weight-Net (Shu et al. 2019) on a clean meta set with a CE meta loss.
 
     **Warm-up (default departs from the paper).** The weighting network sees only a sample's loss, so it
@@ -242,9 +237,6 @@ class MWNet(AdaptiveWarmup, MetaMethod):
     (MNW-Net 36.9%, RMNW-Net 21.3%), against 44.9% (39.0%, 23.4%) with no warm-up at all; sym. 50%
     there 93.3% (no warm-up 93.7%); with the defaults' SGD (sym. 50%, seeds 0-2) 94.6 / 94.9 / 95.8%.
     """
-
-    name = "mwnet"
-    Params = MWNetParams
 
     def setup(self) -> None:
         super().setup()
@@ -311,11 +303,9 @@ class MWNet(AdaptiveWarmup, MetaMethod):
         }
 
 
-@register_method
-class MNWNet(MWNet):
+class MNWNet(MWNet, name="mnwnet"):
     """MW-Net with a noisy meta set (the training noise applied to it) and the CE meta loss."""
 
-    name = "mnwnet"
     corrupt_meta_default = True
 
 
@@ -324,10 +314,7 @@ class RMNWNetParams(MWNetParams):
     meta_loss: str = "mae"  # the robust (symmetric) meta loss that makes a noisy meta set work
 
 
-@register_method
-class RMNWNet(MWNet):
+class RMNWNet(MWNet, name="rmnwnet", params=RMNWNetParams):
     """Robust MW-Net (Ghosh & Lan 2021): noisy meta set, MAE meta loss."""
 
-    name = "rmnwnet"
-    Params = RMNWNetParams
     corrupt_meta_default = True

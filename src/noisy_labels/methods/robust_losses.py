@@ -20,14 +20,11 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 
 from ..losses import gce_loss, hard_bootstrap_loss, mae_loss, soft_bootstrap_loss
-from .base import Method, register_method
+from .base import Method
 
 
-@register_method
-class CrossEntropy(Method):
+class CrossEntropy(Method, name="ce"):
     """Plain cross-entropy on the (noisy) labels: the baseline every method must beat."""
-
-    name = "ce"
 
 
 @dataclass
@@ -36,11 +33,7 @@ class SoftBootstrapParams:
     detach_prediction: bool = False  # the paper differentiates through z = p (an entropy term)
 
 
-@register_method
-class SoftBootstrap(Method):
-    name = "bootstrap_soft"
-    Params = SoftBootstrapParams
-
+class SoftBootstrap(Method, name="bootstrap_soft", params=SoftBootstrapParams):
     def loss(self, logits, batch):
         return soft_bootstrap_loss(logits, batch.y, self.params.beta, self.params.detach_prediction)
 
@@ -50,11 +43,7 @@ class HardBootstrapParams:
     beta: float = 0.8  # Reed et al.'s hard value
 
 
-@register_method
-class HardBootstrap(Method):
-    name = "bootstrap_hard"
-    Params = HardBootstrapParams
-
+class HardBootstrap(Method, name="bootstrap_hard", params=HardBootstrapParams):
     def loss(self, logits, batch):
         return hard_bootstrap_loss(logits, batch.y, self.params.beta)
 
@@ -64,19 +53,12 @@ class GCEParams:
     q: float = 0.7  # q -> 0 is CE, q = 1 is MAE
 
 
-@register_method
-class GeneralizedCrossEntropy(Method):
-    name = "gce"
-    Params = GCEParams
-
+class GeneralizedCrossEntropy(Method, name="gce", params=GCEParams):
     def loss(self, logits, batch):
         return gce_loss(logits, batch.y, self.params.q)
 
 
-@register_method
-class MeanAbsoluteError(Method):
-    name = "mae"
-
+class MeanAbsoluteError(Method, name="mae"):
     def loss(self, logits, batch):
         return mae_loss(logits, batch.y)
 
@@ -86,10 +68,6 @@ class LabelSmoothingParams:
     epsilon: float = 0.1
 
 
-@register_method
-class LabelSmoothing(Method):
-    name = "label_smoothing"
-    Params = LabelSmoothingParams
-
+class LabelSmoothing(Method, name="label_smoothing", params=LabelSmoothingParams):
     def loss(self, logits, batch):
         return F.cross_entropy(logits, batch.y, label_smoothing=self.params.epsilon)
