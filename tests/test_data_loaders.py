@@ -8,6 +8,7 @@ shared JPEGs is made once and cached under ``$NOISY_LABELS_TEST_CACHE`` (default
 from __future__ import annotations
 
 import gzip
+import inspect
 import io
 import os
 import pickle
@@ -292,6 +293,22 @@ def test_cifar100_superclass_table():
 def test_missing_cifar100_error_says_where_and_how(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"cifar-100-python.*missing: train, test, meta.*--download"):
         load_cifar100(tmp_path)
+
+
+def test_cifar_loaders_are_plain_named_functions():
+    # Both are made by one factory; they must still look like hand-written functions to users.
+    for loader, name, folder in (
+        (load_cifar10, "load_cifar10", "cifar-10-batches-py"),
+        (load_cifar100, "load_cifar100", "cifar-100-python"),
+    ):
+        assert loader.__name__ == loader.__qualname__ == name and loader.__module__ == cifar.__name__
+        params = inspect.signature(loader).parameters
+        assert list(params) == ["root", "download", "human_labels", "check_sizes"]
+        assert [params[p].default for p in list(params)[1:]] == [False, None, True]
+        assert f"``root/{folder}``" in inspect.getdoc(loader).splitlines()[0]
+    assert "coarse labels that disagree" in inspect.getdoc(load_cifar100)
+    with pytest.raises(TypeError, match=r"^load_cifar10\(\) takes 1 positional argument"):
+        load_cifar10("root", True)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -329,7 +329,13 @@ def _add_features_parser(sub) -> None:
 def cmd_issues(args: argparse.Namespace) -> None:
     """rank likely mislabelled samples from features (CSV; image gallery if paths given)"""
     from .config import parse_overrides
-    from .issue_report import read_image_paths, write_gallery_html, write_gallery_png, write_issues_csv
+    from .issue_report import (
+        Gallery,
+        read_image_paths,
+        write_gallery_html,
+        write_gallery_png,
+        write_issues_csv,
+    )
     from .sklearn import NoisyLabelClassifier
 
     out = Path(args.out)
@@ -359,11 +365,11 @@ def cmd_issues(args: argparse.Namespace) -> None:
     order = np.argsort(quality, kind="stable") if args.all else clf.label_issues_
     written = [write_issues_csv(out / "label_issues.csv", order, given, suggested, quality)]
     if paths is not None:
-        top = clf.label_issues_[: args.top]
+        gallery = Gallery(clf.label_issues_[: args.top], paths, given, suggested, quality)
         if args.gallery in ("html", "both"):
-            written.append(write_gallery_html(out / "gallery.html", top, paths, given, suggested, quality))
+            written.append(write_gallery_html(out / "gallery.html", gallery))
         if args.gallery in ("png", "both"):
-            written.append(write_gallery_png(out / "gallery.png", top, paths, given, suggested, quality))
+            written.append(write_gallery_png(out / "gallery.png", gallery))
     n, m = len(given), len(clf.label_issues_)
     print(f"{clf.method_}: {m} of {n} labels flagged ({m / n:.1%}), most likely mislabelled first:")
     print(f"{'rank':>5} {'index':>8} {'given':>10} {'suggested':>10} {'quality':>8}")

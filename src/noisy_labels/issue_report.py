@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import html
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ import numpy as np
 from ._files import save_figure
 from ._validation import read_user_file
 
-__all__ = ["read_image_paths", "write_gallery_html", "write_gallery_png", "write_issues_csv"]
+__all__ = ["Gallery", "read_image_paths", "write_gallery_html", "write_gallery_png", "write_issues_csv"]
 
 
 def write_issues_csv(
@@ -95,26 +96,41 @@ def read_image_paths(path: str | Path, num_samples: int) -> list[Path]:
     return [p if p.is_absolute() else path.parent / p for p in map(Path, lines)]
 
 
-def write_gallery_html(
-    path: str | Path,
-    order: np.ndarray,
-    image_paths: list[Path],
-    given: np.ndarray,
-    suggested: np.ndarray,
-    quality: np.ndarray,
-    *,
-    title: str = "Suspected label issues",
-) -> Path:
-    """A self-contained HTML page of the images at ``order`` (linked relative to the page's folder)."""
+@dataclass(frozen=True, eq=False)  # arrays: compared by identity, not element-wise
+class Gallery:
+    """The images a gallery shows and the labels it writes under them.
+
+    Parameters
+    ----------
+    order : ndarray of int
+        Sample indices to show, most suspicious first.
+    image_paths : list of Path
+        One image per sample (indexed by sample, like the arrays below).
+    given, suggested : ndarray of shape (N,)
+        Each sample's given and suggested label.
+    quality : ndarray of shape (N,)
+        Each sample's label quality.
+    """
+
+    order: np.ndarray
+    image_paths: list[Path]
+    given: np.ndarray
+    suggested: np.ndarray
+    quality: np.ndarray
+
+
+def write_gallery_html(path: str | Path, gallery: Gallery, *, title: str = "Suspected label issues") -> Path:
+    """A self-contained HTML page of the gallery's images (linked relative to the page's folder)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    g = gallery
     cards = []
-    for rank, i in enumerate(order.tolist(), 1):
-        src = Path(os.path.relpath(Path(image_paths[i]).resolve(), path.parent.resolve())).as_posix()
+    for rank, i in enumerate(g.order.tolist(), 1):
+        src = Path(os.path.relpath(Path(g.image_paths[i]).resolve(), path.parent.resolve())).as_posix()
         cards.append(
             f'<figure><img src="{html.escape(src)}" loading="lazy" alt="sample {i}">'
-            f"<figcaption>#{rank} &middot; sample {i}<br>given <b>{html.escape(str(given[i]))}</b> &rarr; "
-            f"suggested <b>{html.escape(str(suggested[i]))}</b><br>label quality {quality[i]:.3f}"
+            f"<figcaption>#{rank} &middot; sample {i}<br>given <b>{html.escape(str(g.given[i]))}</b> &rarr; "
+            f"suggested <b>{html.escape(str(g.suggested[i]))}</b><br>label quality {g.quality[i]:.3f}"
             "</figcaption></figure>"
         )
     style = (
@@ -132,17 +148,8 @@ def write_gallery_html(
     return path
 
 
-def write_gallery_png(
-    path: str | Path,
-    order: np.ndarray,
-    image_paths: list[Path],
-    given: np.ndarray,
-    suggested: np.ndarray,
-    quality: np.ndarray,
-    *,
-    columns: int = 8,
-) -> Path:
-    """A grid picture of the images at ``order`` with their labels (needs Pillow: ``pip install pillow``)."""
+def write_gallery_png(path: str | Path, gallery: Gallery, *, columns: int = 8) -> Path:
+    """A grid picture of the gallery's images with their labels (needs Pillow: ``pip install pillow``)."""
     try:
         from PIL import Image
     except ImportError as exc:
@@ -154,17 +161,18 @@ def write_gallery_png(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = max(1, len(order))
+    g = gallery
+    n = max(1, len(g.order))
     cols = min(columns, n)
     rows = -(-n // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.2 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, (rank, i) in zip(axes.ravel(), enumerate(order.tolist(), 1), strict=False):
+    for ax, (rank, i) in zip(axes.ravel(), enumerate(g.order.tolist(), 1), strict=False):
         try:
-            with Image.open(image_paths[i]) as im:
+            with Image.open(g.image_paths[i]) as im:
                 ax.imshow(np.asarray(im.convert("RGB")))
         except OSError:
             ax.text(0.5, 0.5, "image\nnot found", ha="center", va="center", transform=ax.transAxes)
-        ax.set_title(f"#{rank} ({i})\n{given[i]} -> {suggested[i]}  q={quality[i]:.2f}", fontsize=7)
+        ax.set_title(f"#{rank} ({i})\n{g.given[i]} -> {g.suggested[i]}  q={g.quality[i]:.2f}", fontsize=7)
     return save_figure(fig, path, dpi=110)

@@ -13,12 +13,14 @@ available without the data.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from .._validation import check_labels, read_user_file
+from ._docstrings import fill_docstring
 from .base import ArrayDataset, DataBundle
 from .cifar_n import load_cifar10n, load_cifar100n
 from .download import download_file, extract_archive, missing_files_error, restricted_load
@@ -180,123 +182,205 @@ def _attach(bundle: DataBundle, sets: dict[str, np.ndarray], source) -> DataBund
 
 
 # ----------------------------------------------------------------------------------------------------
-# Public loaders
+# The two official layouts, read by one loader
 # ----------------------------------------------------------------------------------------------------
 
 
-def load_cifar10(
+def _check_cifar10_labels(path: Path, labels: list[np.ndarray], num_names: int) -> None:
+    (y,) = labels
+    check_labels(y, num_names, name=f"labels of {path}")
+
+
+def _check_cifar100_labels(path: Path, labels: list[np.ndarray], num_names: int) -> None:
+    # 100 fine classes whatever the meta file lists: the official superclass map covers exactly those.
+    fine, coarse = labels
+    check_labels(fine, 100, name=f"fine labels of {path}")
+    if not np.array_equal(cifar100_coarse_labels(fine), coarse):
+        raise ValueError(f"{path}: coarse labels disagree with the official CIFAR-100 superclass map.")
+
+
+@dataclass(frozen=True)
+class _ArchiveLayout:
+    """What an official CIFAR python archive holds and how its labels are checked."""
+
+    name: str  # as in messages: "CIFAR-10"
+    folder: str  # what the archive unpacks to
+    train_files: tuple[str, ...]
+    test_file: str
+    meta_file: str
+    names_key: str  # the meta file's key listing the class names
+    label_keys: tuple[str, ...]  # read from every batch, the class labels first
+    extra_label_sets: tuple[str, ...]  # names in ``label_sets`` for the training labels of label_keys[1:]
+    train_size: int  # official images per training file
+    test_size: int
+    check_labels: Callable[[Path, list[np.ndarray], int], None]  # (file, its labels, number of class names)
+    source: Callable[[], tuple[str, str]]  # (URL, MD5), looked up per call: a patched constant takes effect
+    human_labels: Callable[[str | Path], dict[str, np.ndarray]]  # the CIFAR-N reader
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return (*self.train_files, self.test_file, self.meta_file)
+
+    @property
+    def dataset_name(self) -> str:
+        return self.name.lower().replace("-", "")  # "cifar10": names the splits "cifar10-train", ...
+
+
+_CIFAR10 = _ArchiveLayout(
+    name="CIFAR-10",
+    folder="cifar-10-batches-py",
+    train_files=tuple(f"data_batch_{i}" for i in range(1, 6)),
+    test_file="test_batch",
+    meta_file="batches.meta",
+    names_key="label_names",
+    label_keys=("labels",),
+    extra_label_sets=(),
+    train_size=10000,
+    test_size=10000,
+    check_labels=_check_cifar10_labels,
+    source=lambda: (CIFAR10_URL, CIFAR10_MD5),
+    human_labels=load_cifar10n,
+)
+_CIFAR100 = _ArchiveLayout(
+    name="CIFAR-100",
+    folder="cifar-100-python",
+    train_files=("train",),
+    test_file="test",
+    meta_file="meta",
+    names_key="fine_label_names",
+    label_keys=("fine_labels", "coarse_labels"),
+    extra_label_sets=("coarse",),
+    train_size=50000,
+    test_size=10000,
+    check_labels=_check_cifar100_labels,
+    source=lambda: (CIFAR100_URL, CIFAR100_MD5),
+    human_labels=load_cifar100n,
+)
+
+
+def _read_checked(
+    layout: _ArchiveLayout, path: Path, num_names: int, expected: int | None
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    x, labels = _read_batch(path, layout.label_keys)
+    _check_expected(path, len(x), expected)
+    layout.check_labels(path, labels, num_names)
+    return x, labels
+
+
+def _joined(arrays: list[np.ndarray]) -> np.ndarray:
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)  # one file: no copy of its images
+
+
+def _load_official(
+    layout: _ArchiveLayout,
     root: str | Path,
-    *,
-    download: bool = False,
-    human_labels: str | Path | None = None,
-    check_sizes: bool = True,
+    download: bool,
+    human_labels: str | Path | None,
+    check_sizes: bool,
 ) -> DataBundle:
-    """Load CIFAR-10 from ``root/cifar-10-batches-py`` (the official python version).
+    """What a public loader returns for the official archive ``layout`` describes."""
+    folder = _locate(root, layout.folder, layout.files, layout.name, *layout.source(), download)
+    classes = _read_names(folder / layout.meta_file, layout.names_key)
+    train = [
+        _read_checked(layout, folder / name, len(classes), layout.train_size if check_sizes else None)
+        for name in layout.train_files
+    ]
+    x_test, (y_test, *_) = _read_checked(
+        layout, folder / layout.test_file, len(classes), layout.test_size if check_sizes else None
+    )
+    x_train = _joined([x for x, _ in train])
+    y_train, *extra = [
+        _joined(list(per_key)) for per_key in zip(*(labels for _, labels in train), strict=True)
+    ]
+    bundle = DataBundle(
+        train=ArrayDataset(x_train, y_train, classes, name=f"{layout.dataset_name}-train"),
+        test=ArrayDataset(x_test, y_test, classes, name=f"{layout.dataset_name}-test"),
+        label_sets=dict(zip(layout.extra_label_sets, extra, strict=True)),
+    )
+    if human_labels is None:
+        return bundle
+    return _attach(bundle, layout.human_labels(human_labels), human_labels)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Public loaders
+# ----------------------------------------------------------------------------------------------------
+
+_LOADER_DOC = """Load {name} from ``root/{folder}`` (the official python version).
 
     Parameters
     ----------
     root : str or Path
-        Folder holding ``cifar-10-batches-py/`` (or that folder itself).
+        Folder holding ``{folder}/`` (or that folder itself).
     download : bool, default=False
         Fetch and verify the official archive into ``root`` if the files are missing.
     human_labels : str or Path, optional
-        ``CIFAR-10_human.pt`` (or its folder): attach the CIFAR-10N label sets (``clean``, ``aggre``,
-        ``random1..3``, ``worst``) as ``label_sets``.
+        ``{name}_human.pt`` (or its folder): attach the {name}N label sets
+        ({human_sets}) as ``label_sets``.
     check_sizes : bool, default=True
-        Require the official sizes (10,000 images per batch); turn off for hand-made subsets.
+        Require the official sizes ({sizes});
+        turn off for hand-made subsets.
 
     Returns
     -------
     DataBundle
-        ``train``: images (50000, 32, 32, 3) uint8 in the original order (aligned with CIFAR-10N),
-        ``test``: (10000, 32, 32, 3); labels int64 in ``[0, 10)``.
+        {returns}
 
     Raises
     ------
     FileNotFoundError
         Files missing and ``download=False``; the message says where it looked.
     ValueError
-        A corrupt or truncated batch, wrong array sizes, labels outside ``[0, 10)``, or human labels
-        whose ``clean`` set is not aligned with the training labels.
+        A corrupt or truncated file, wrong array sizes, labels out of range,{more_errors}
+        or human labels whose ``clean`` set is not aligned with the training labels.
     ConnectionError
         ``download=True`` while offline.
     """
-    train_files = tuple(f"data_batch_{i}" for i in range(1, 6))
-    files = (*train_files, "test_batch", "batches.meta")
-    folder = _locate(root, "cifar-10-batches-py", files, "CIFAR-10", CIFAR10_URL, CIFAR10_MD5, download)
-    classes = _read_names(folder / "batches.meta", "label_names")
-    parts = []
-    for name in (*train_files, "test_batch"):
-        x, (y,) = _read_batch(folder / name, ("labels",))
-        _check_expected(folder / name, len(x), 10000 if check_sizes else None)
-        check_labels(y, len(classes), name=f"labels of {folder / name}")
-        parts.append((x, y))
-    x_train = np.concatenate([x for x, _ in parts[:5]])
-    y_train = np.concatenate([y for _, y in parts[:5]])
-    x_test, y_test = parts[5]
-    bundle = DataBundle(
-        train=ArrayDataset(x_train, y_train, classes, name="cifar10-train"),
-        test=ArrayDataset(x_test, y_test, classes, name="cifar10-test"),
-    )
-    return bundle if human_labels is None else _attach(bundle, load_cifar10n(human_labels), human_labels)
 
 
-def load_cifar100(
-    root: str | Path,
-    *,
-    download: bool = False,
-    human_labels: str | Path | None = None,
-    check_sizes: bool = True,
-) -> DataBundle:
-    """Load CIFAR-100 from ``root/cifar-100-python`` (the official python version).
+def _public_loader(
+    layout: _ArchiveLayout, human_sets: str, returns: str, more_errors: str = ""
+) -> Callable[..., DataBundle]:
+    """The public loader of the archive ``layout`` describes, documented by :data:`_LOADER_DOC`.
 
-    Parameters
-    ----------
-    root : str or Path
-        Folder holding ``cifar-100-python/`` (or that folder itself).
-    download : bool, default=False
-        Fetch and verify the official archive into ``root`` if the files are missing.
-    human_labels : str or Path, optional
-        ``CIFAR-100_human.pt`` (or its folder): attach the CIFAR-100N label sets (``clean``, ``noisy``,
-        ``clean_coarse``, ``noisy_coarse``) as ``label_sets``.
-    check_sizes : bool, default=True
-        Require the official sizes (50,000 training and 10,000 test images).
-
-    Returns
-    -------
-    DataBundle
-        ``train``: images (50000, 32, 32, 3) uint8 with the 100 fine labels; ``test``: (10000, 32, 32, 3);
-        ``label_sets["coarse"]``: the training images' superclass labels in ``[0, 20)`` (not a noisy
-        version of the fine labels; test superclasses are ``cifar100_coarse_labels(bundle.test.y)``).
-
-    Raises
-    ------
-    FileNotFoundError
-        Files missing and ``download=False``; the message says where it looked.
-    ValueError
-        A corrupt or truncated file, wrong sizes, labels out of range, coarse labels that disagree
-        with the official superclass map, or human labels not aligned with the training labels.
-    ConnectionError
-        ``download=True`` while offline.
+    Both public loaders are made here so that their signature is written once.
     """
-    folder = _locate(
-        root, "cifar-100-python", ("train", "test", "meta"), "CIFAR-100", CIFAR100_URL, CIFAR100_MD5, download
+
+    def load(
+        root: str | Path,
+        *,
+        download: bool = False,
+        human_labels: str | Path | None = None,
+        check_sizes: bool = True,
+    ) -> DataBundle:
+        return _load_official(layout, root, download, human_labels, check_sizes)
+
+    load.__name__ = load.__qualname__ = f"load_{layout.dataset_name}"  # also names it in TypeErrors
+    sizes = f"{layout.train_size:,} images per training file and {layout.test_size:,} test images"
+    document = fill_docstring(
+        _LOADER_DOC,
+        name=layout.name,
+        folder=layout.folder,
+        human_sets=human_sets,
+        sizes=sizes,
+        returns=returns,
+        more_errors=more_errors,
     )
-    classes = _read_names(folder / "meta", "fine_label_names")
-    splits = {}
-    for name, expected in (("train", 50000), ("test", 10000)):
-        x, (fine, coarse) = _read_batch(folder / name, ("fine_labels", "coarse_labels"))
-        _check_expected(folder / name, len(x), expected if check_sizes else None)
-        check_labels(fine, 100, name=f"fine labels of {folder / name}")
-        if not np.array_equal(cifar100_coarse_labels(fine), coarse):
-            raise ValueError(
-                f"{folder / name}: coarse labels disagree with the official CIFAR-100 superclass map."
-            )
-        splits[name] = (x, fine, coarse)
-    x, y, coarse = splits["train"]
-    bundle = DataBundle(
-        train=ArrayDataset(x, y, classes, name="cifar100-train"),
-        test=ArrayDataset(splits["test"][0], splits["test"][1], classes, name="cifar100-test"),
-        label_sets={"coarse": coarse},
-    )
-    return bundle if human_labels is None else _attach(bundle, load_cifar100n(human_labels), human_labels)
+    return document(load)
+
+
+load_cifar10 = _public_loader(
+    _CIFAR10,
+    human_sets="``clean``, ``aggre``, ``random1..3``, ``worst``",
+    returns="``train``: images (50000, 32, 32, 3) uint8 in the original order (aligned with CIFAR-10N),\n"
+    "``test``: (10000, 32, 32, 3); labels int64 in ``[0, 10)``.",
+)
+load_cifar100 = _public_loader(
+    _CIFAR100,
+    human_sets="``clean``, ``noisy``, ``clean_coarse``, ``noisy_coarse``",
+    returns="``train``: images (50000, 32, 32, 3) uint8 with the 100 fine labels in ``[0, 100)``; ``test``:\n"
+    '(10000, 32, 32, 3); ``label_sets["coarse"]``: the training images\' superclass labels in ``[0, 20)``\n'
+    "(not a noisy version of the fine labels; test superclasses are\n"
+    "``cifar100_coarse_labels(bundle.test.y)``).",
+    more_errors="\ncoarse labels that disagree with the official superclass map,",
+)

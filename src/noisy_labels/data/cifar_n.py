@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import pickle
 import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ import numpy as np
 import torch
 
 from .._validation import check_labels
+from ._docstrings import F, fill_docstring
 from .download import restricted_loads
 
 __all__ = ["CIFAR10N_KEYS", "CIFAR100N_KEYS", "load_cifar10n", "load_cifar100n", "read_label_file"]
@@ -95,19 +98,50 @@ def read_label_file(path: str | Path) -> dict[str, np.ndarray]:
     return {str(k): np.asarray(v) for k, v in obj.items()}
 
 
-def _convert(
-    path: Path, raw: dict, keys: dict[str, str], required: tuple[str, ...], ranges: dict[str, int]
-) -> dict:
-    missing = [k for k in required if k not in raw]
+@dataclass(frozen=True)
+class _HumanLabelFile:
+    """One official CIFAR-N file: its name, how its keys become our label sets, and what those are."""
+
+    filename: str
+    keys: dict[str, str]  # official key -> our name
+    required: tuple[str, ...]  # the official keys it must have
+    ranges: dict[str, int]  # our name -> number of classes
+    sets_doc: str  # the label sets, as its loader's docstring describes them
+
+    @property
+    def dataset(self) -> str:
+        return self.filename.removesuffix("_human.pt")  # "CIFAR-10"
+
+
+_CIFAR10N = _HumanLabelFile(
+    filename="CIFAR-10_human.pt",
+    keys=CIFAR10N_KEYS,
+    required=tuple(CIFAR10N_KEYS),
+    ranges=dict.fromkeys(CIFAR10N_KEYS.values(), 10),
+    sets_doc="``clean``, ``aggre`` (9.0% noisy), ``random1``/``random2``/``random3`` (about 17-18%),\n"
+    "``worst`` (40.2%); all in ``[0, 10)``.",
+)
+_CIFAR100N = _HumanLabelFile(
+    filename="CIFAR-100_human.pt",
+    keys=CIFAR100N_KEYS,
+    required=("clean_label", "noisy_label"),
+    ranges={"clean": 100, "noisy": 100, "clean_coarse": 20, "noisy_coarse": 20},
+    sets_doc="``clean`` and ``noisy`` (40.2% noisy) in ``[0, 100)``; ``clean_coarse`` and ``noisy_coarse``\n"
+    "in ``[0, 20)`` when the file has them.",
+)
+
+
+def _convert(path: Path, raw: dict, spec: _HumanLabelFile) -> dict:
+    missing = [k for k in spec.required if k not in raw]
     if missing:
         raise ValueError(
             f"{path} lacks the key(s) {missing}; found {sorted(raw)}. Is it the right CIFAR-N file?"
         )
     out = {}
-    for key, name in keys.items():
+    for key, name in spec.keys.items():
         if key not in raw:
             continue
-        labels = check_labels(raw[key], ranges[name], name=f"'{key}' of {path}")
+        labels = check_labels(raw[key], spec.ranges[name], name=f"'{key}' of {path}")
         if len(labels) != _NUM_TRAIN:
             raise ValueError(
                 f"'{key}' of {path} has {len(labels)} labels, expected {_NUM_TRAIN} (one per training image)."
@@ -129,49 +163,39 @@ def _resolve(path: str | Path, filename: str) -> Path:
     return path
 
 
-def load_cifar10n(path: str | Path) -> dict[str, np.ndarray]:
-    """The CIFAR-10N human label sets, aligned with the CIFAR-10 training set's original order.
+def _load(spec: _HumanLabelFile, path: str | Path) -> dict[str, np.ndarray]:
+    resolved = _resolve(path, spec.filename)
+    return _convert(resolved, read_label_file(resolved), spec)
+
+
+_LOADER_DOC = """The {dataset}N human label sets, aligned with the {dataset} training set's original order.
 
     Parameters
     ----------
     path : str or Path
-        ``CIFAR-10_human.pt``, or a folder holding it (directly or in ``cifar-n/``).
+        ``{filename}``, or a folder holding it (directly or in ``cifar-n/``).
 
     Returns
     -------
     dict of str to ndarray of shape (50000,) int64
-        ``clean``, ``aggre`` (9.0% noisy), ``random1``/``random2``/``random3`` (about 17-18%),
-        ``worst`` (40.2%).
-
-    Raises
-    ------
-    FileNotFoundError, ValueError
-        Missing file, unreadable file, missing keys, wrong lengths or labels outside ``[0, 10)``.
-    """
-    path = _resolve(path, "CIFAR-10_human.pt")
-    ranges = dict.fromkeys(CIFAR10N_KEYS.values(), 10)
-    return _convert(path, read_label_file(path), CIFAR10N_KEYS, tuple(CIFAR10N_KEYS), ranges)
-
-
-def load_cifar100n(path: str | Path) -> dict[str, np.ndarray]:
-    """The CIFAR-100N human label sets, aligned with the CIFAR-100 training set's original order.
-
-    Parameters
-    ----------
-    path : str or Path
-        ``CIFAR-100_human.pt``, or a folder holding it (directly or in ``cifar-n/``).
-
-    Returns
-    -------
-    dict of str to ndarray of shape (50000,) int64
-        ``clean`` and ``noisy`` (40.2% noisy) in ``[0, 100)``; ``clean_coarse`` and ``noisy_coarse``
-        in ``[0, 20)`` when the file has them.
+        {sets}
 
     Raises
     ------
     FileNotFoundError, ValueError
         Missing file, unreadable file, missing keys, wrong lengths or labels out of range.
     """
-    path = _resolve(path, "CIFAR-100_human.pt")
-    ranges = {"clean": 100, "noisy": 100, "clean_coarse": 20, "noisy_coarse": 20}
-    return _convert(path, read_label_file(path), CIFAR100N_KEYS, ("clean_label", "noisy_label"), ranges)
+
+
+def _documented(spec: _HumanLabelFile) -> Callable[[F], F]:
+    return fill_docstring(_LOADER_DOC, dataset=spec.dataset, filename=spec.filename, sets=spec.sets_doc)
+
+
+@_documented(_CIFAR10N)
+def load_cifar10n(path: str | Path) -> dict[str, np.ndarray]:
+    return _load(_CIFAR10N, path)
+
+
+@_documented(_CIFAR100N)
+def load_cifar100n(path: str | Path) -> dict[str, np.ndarray]:
+    return _load(_CIFAR100N, path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -86,43 +87,66 @@ def _features_file(
     return load_features(path, labels=labels, classes=classes)
 
 
-def _image_folder(
-    path: Path,
-    download: bool,
-    *,
-    image_size: int = 32,
-    resize: int | None = None,
-    mode: str = "RGB",
-    max_bytes: int = 2**31,
-) -> DataBundle:
+@dataclass(frozen=True, kw_only=True)
+class _ImageDecoding:
+    """How the image-file sources (a folder tree, a CSV list) decode each image.
+
+    The sources take their options as one of these dataclasses, whose fields (in order) are the valid ones.
+    """
+
+    image_size: int = 32
+    resize: int | None = None
+    mode: str = "RGB"
+
+    def listing_options(self) -> dict[str, Any]:
+        """The decoding options, as :func:`.load_image_folder` and :func:`.load_image_csv` take them."""
+        return {f.name: getattr(self, f.name) for f in fields(_ImageDecoding)}
+
+
+# ``max_bytes`` (the cap on the memory of all images read) is not in the base: it comes last, after a
+# source's own options, as the message of an unknown option lists them.
+@dataclass(frozen=True, kw_only=True)
+class _FolderOptions(_ImageDecoding):
+    max_bytes: int = 2**31
+
+
+@dataclass(frozen=True, kw_only=True)
+class _CsvOptions(_ImageDecoding):
+    classes: Sequence[str] | None = None
+    max_bytes: int = 2**31
+
+
+def _image_folder(path: Path, download: bool, **options: Any) -> DataBundle:
+    settings = _FolderOptions(**options)
+
     def folder(root: Path, **listing: Any) -> Any:
-        return load_image_folder(root, image_size=image_size, resize=resize, mode=mode, **listing)
+        return load_image_folder(root, **settings.listing_options(), **listing)
 
     train_dir = path / "train"
     if not (train_dir.is_dir() and any(p.is_dir() for p in train_dir.iterdir())):
-        return DataBundle(train=to_array_dataset(folder(path), max_bytes=max_bytes))
-    train = to_array_dataset(folder(train_dir, name=f"{path.name}-train"), max_bytes=max_bytes)
+        return DataBundle(train=to_array_dataset(folder(path), max_bytes=settings.max_bytes))
+    train = to_array_dataset(folder(train_dir, name=f"{path.name}-train"), max_bytes=settings.max_bytes)
     test_dir = next((path / d for d in ("test", "val") if (path / d).is_dir()), None)
     test = None
     if test_dir is not None:
         # Only the training classes that the test folder has; labels keep the training indices.
         listed = folder(test_dir, classes=train.classes, name=f"{path.name}-test")
-        test = to_array_dataset(listed, max_bytes=max_bytes)
+        test = to_array_dataset(listed, max_bytes=settings.max_bytes)
     return DataBundle(train=train, test=test)
 
 
-def _csv_list(
-    path: Path,
-    download: bool,
-    *,
-    image_size: int = 32,
-    resize: int | None = None,
-    mode: str = "RGB",
-    classes: Sequence[str] | None = None,
-    max_bytes: int = 2**31,
-) -> DataBundle:
-    listed = load_image_csv(path, classes=classes, image_size=image_size, resize=resize, mode=mode)
-    return DataBundle(train=to_array_dataset(listed, max_bytes=max_bytes))
+def _csv_list(path: Path, download: bool, **options: Any) -> DataBundle:
+    settings = _CsvOptions(**options)
+    listed = load_image_csv(path, classes=settings.classes, **settings.listing_options())
+    return DataBundle(train=to_array_dataset(listed, max_bytes=settings.max_bytes))
+
+
+#: What declares the options of the path loaders that take theirs as a dataclass (the others: their
+#: keyword-only parameters).
+_OPTIONS_OF: dict[Callable[..., DataBundle], type[_ImageDecoding]] = {
+    _image_folder: _FolderOptions,
+    _csv_list: _CsvOptions,
+}
 
 
 def _path_loader(path: Path) -> Callable[..., DataBundle]:
@@ -138,7 +162,7 @@ def _path_loader(path: Path) -> Callable[..., DataBundle]:
 
 
 def _check_options(what: str, loader: Callable, options: dict) -> None:
-    params = inspect.signature(loader).parameters
+    params = inspect.signature(_OPTIONS_OF.get(loader, loader)).parameters
     valid = [name for name, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
     unknown = sorted(set(options) - set(valid))
     if unknown:
