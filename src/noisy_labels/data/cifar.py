@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import numpy as np
 
@@ -274,9 +275,10 @@ def _joined(arrays: list[np.ndarray]) -> np.ndarray:
 def _load_official(
     layout: _ArchiveLayout,
     root: str | Path,
-    download: bool,
-    human_labels: str | Path | None,
-    check_sizes: bool,
+    *,
+    download: bool = False,
+    human_labels: str | Path | None = None,
+    check_sizes: bool = True,
 ) -> DataBundle:
     """What a public loader returns for the official archive ``layout`` describes."""
     folder = _locate(root, layout.folder, layout.files, layout.name, *layout.source(), download)
@@ -338,26 +340,18 @@ _LOADER_DOC = """Load {name} from ``root/{folder}`` (the official python version
     """
 
 
-def _public_loader(
-    layout: _ArchiveLayout, human_sets: str, returns: str, more_errors: str = ""
-) -> Callable[..., DataBundle]:
-    """The public loader of the archive ``layout`` describes, documented by :data:`_LOADER_DOC`.
+class LoaderOptions(TypedDict, total=False):
+    """The CIFAR loaders' keyword options (documented in each loader)."""
 
-    Both public loaders are made here so that their signature is written once.
-    """
+    download: bool
+    human_labels: str | Path | None
+    check_sizes: bool
 
-    def load(
-        root: str | Path,
-        *,
-        download: bool = False,
-        human_labels: str | Path | None = None,
-        check_sizes: bool = True,
-    ) -> DataBundle:
-        return _load_official(layout, root, download, human_labels, check_sizes)
 
-    load.__name__ = load.__qualname__ = f"load_{layout.dataset_name}"  # also names it in TypeErrors
+def _loader_doc(layout: _ArchiveLayout, human_sets: str, returns: str, more_errors: str = "") -> Callable:
+    """:data:`_LOADER_DOC` filled for the archive ``layout`` describes."""
     sizes = f"{layout.train_size:,} images per training file and {layout.test_size:,} test images"
-    document = fill_docstring(
+    return fill_docstring(
         _LOADER_DOC,
         name=layout.name,
         folder=layout.folder,
@@ -366,16 +360,19 @@ def _public_loader(
         returns=returns,
         more_errors=more_errors,
     )
-    return document(load)
 
 
-load_cifar10 = _public_loader(
+@_loader_doc(
     _CIFAR10,
     human_sets="``clean``, ``aggre``, ``random1..3``, ``worst``",
     returns="``train``: images (50000, 32, 32, 3) uint8 in the original order (aligned with CIFAR-10N),\n"
     "``test``: (10000, 32, 32, 3); labels int64 in ``[0, 10)``.",
 )
-load_cifar100 = _public_loader(
+def load_cifar10(root: str | Path, **options: Unpack[LoaderOptions]) -> DataBundle:
+    return _load_official(_CIFAR10, root, **options)
+
+
+@_loader_doc(
     _CIFAR100,
     human_sets="``clean``, ``noisy``, ``clean_coarse``, ``noisy_coarse``",
     returns="``train``: images (50000, 32, 32, 3) uint8 with the 100 fine labels in ``[0, 100)``; ``test``:\n"
@@ -384,3 +381,5 @@ load_cifar100 = _public_loader(
     "``cifar100_coarse_labels(bundle.test.y)``).",
     more_errors="\ncoarse labels that disagree with the official superclass map,",
 )
+def load_cifar100(root: str | Path, **options: Unpack[LoaderOptions]) -> DataBundle:
+    return _load_official(_CIFAR100, root, **options)
