@@ -67,6 +67,18 @@ def noisy_blobs(n=1500, n_clean=100, d=20, c=4, noise=0.5, scale=1.2, seed=0):
     return x[:n], noisy, x[n:], y[n:], y[:n]
 
 
+def tiny_image_set(path):
+    """300 grey 16x16 images of 3 classes (a bright square in a class-specific corner) as an .npz data set:
+    240 for training, 60 for testing."""
+    rng = np.random.default_rng(0)
+    y = np.arange(300) % 3
+    x = rng.integers(0, 60, (300, 16, 16, 1)).astype(np.uint8)
+    for c, (r, s) in enumerate([(0, 0), (8, 8), (0, 8)]):
+        x[y == c, r : r + 8, s : s + 8] += 150
+    np.savez(path, x=x[:240], y=y[:240], x_test=x[240:], y_test=y[240:])
+    return path
+
+
 def settings_for(name: str) -> list[str]:
     """A short CPU job for any registered method: digits, 2 epochs, an MLP (a small CNN for image-only
     methods), a meta set where the method takes one."""

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from noisy_labels.ssl import SimCLRParams, extract_features, nt_xent_loss, simclr_views, train_simclr
 from noisy_labels.ssl.simclr import image_stats
+from shared_settings import tiny_image_set
 
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
@@ -86,23 +87,12 @@ def test_simclr_features_beat_raw_pixels_in_a_linear_probe():
     assert simclr > untrained + 0.08, (simclr, untrained)
 
 
-def _tiny_image_set(path):
-    """300 grey 16x16 images of 3 classes (a bright square in a class-specific corner) as an .npz."""
-    rng = np.random.default_rng(0)
-    y = np.arange(300) % 3
-    x = rng.integers(0, 60, (300, 16, 16, 1)).astype(np.uint8)
-    for c, (r, s) in enumerate([(0, 0), (8, 8), (0, 8)]):
-        x[y == c, r : r + 8, s : s + 8] += 150
-    np.savez(path, x=x[:240], y=y[:240], x_test=x[240:], y_test=y[240:])
-    return path
-
-
 def test_features_command_simclr_cache_and_checkpoint(tmp_path, capsys):
     """``noisy-labels features``: SimCLR -> an .npz data set; the cache; a run's checkpoint as backbone."""
     from noisy_labels.cli import main
     from noisy_labels.data.features import load_features
 
-    data = _tiny_image_set(tmp_path / "tiny.npz")
+    data = tiny_image_set(tmp_path / "tiny.npz")
     out = tmp_path / "feats.npz"
     args = [
         "features",

@@ -11,7 +11,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["atomic_write_bytes", "save_figure"]
+__all__ = ["CHECKPOINT", "atomic_write_bytes", "save_figure"]
+
+# A run directory's checkpoint: engine.checkpoint writes it, models.init reads a network from it.
+CHECKPOINT = "checkpoint.pt"
 
 
 def atomic_write_bytes(path: Path, write) -> None:

@@ -264,6 +264,7 @@ def cmd_features(args: argparse.Namespace) -> None:
         run_dir=args.checkpoint,
         module=args.module,
         simclr=simclr,
+        encoder_out=args.save_encoder,
         model=args.model,
         batch_size=args.batch_size,
         seed=args.seed,
@@ -279,6 +280,8 @@ def cmd_features(args: argparse.Namespace) -> None:
             f"{info['source']}: train {tuple(info['train_shape'])}, test {test} "
             f"in {info['seconds']:.1f} s -> {info['path']}"
         )
+        if "encoder" in info:
+            print(f"encoder (for model.init) -> {info['encoder']}")
 
 
 def _add_purify_parser(sub) -> None:
@@ -315,6 +318,12 @@ def _add_features_parser(sub) -> None:
     p.add_argument("--module", default="model", help="network attribute in the run's checkpoint")
     p.add_argument("--simclr", action="store_true", help="train the backbone with SimCLR first (no labels)")
     p.add_argument("--simclr-epochs", type=_count, default=10)
+    p.add_argument(
+        "--save-encoder",
+        metavar="PATH",
+        help="where to save the SimCLR encoder, the file model.init reads (default: beside --out as "
+        "<out>.encoder.pt)",
+    )
     p.add_argument(
         "--simclr-max-images", type=_count, help="SimCLR on a random subset of the training images"
     )

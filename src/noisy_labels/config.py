@@ -68,6 +68,11 @@ class ModelConfig:
         "auto"  # auto: linear head for features, small_cnn for small images, preact_resnet18 otherwise
     )
     params: dict[str, Any] = field(default_factory=dict)
+    # Backbone weights to start from (the head stays new): an encoder file (noisy-labels features --simclr
+    # --save-encoder), a run directory (RUN_DIR#NETWORK for another network) or a state-dict file; see
+    # noisy_labels.models.init. None: from scratch. Methods' extra networks follow it unless their own
+    # init parameter (emlc.teacher_init, coteaching.peer_init, flywheel.auxiliary_init) says otherwise.
+    init: str | None = None
 
 
 @dataclass

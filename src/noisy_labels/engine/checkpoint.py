@@ -14,9 +14,8 @@ from typing import Any
 
 import torch
 
-from .._files import atomic_write_bytes  # re-exported: engine.run and tests/crash_run.py use it from here
-
-CHECKPOINT = "checkpoint.pt"
+# re-exported: engine.run and tests/crash_run.py use them from here
+from .._files import CHECKPOINT, atomic_write_bytes
 
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:

@@ -6,7 +6,8 @@ loop, the run's config or its data container. Through the context a method build
 optimisers (on the device, DDP-wrapped under ``torchrun``, on the schedule), takes optimisation steps
 (AMP, clipping), prepares augmentation views, draws trusted batches, runs a network over a whole stored
 set, and reads the training labels it should train on (:meth:`TrainingContext.with_train_labels` gives
-an inner method other labels: DMLP-X).
+an inner method other labels: DMLP-X). Every network starts from the weights ``model.init`` names, or
+those a method gives for it (EMLC sec. 4.1: student and teacher from the same SimCLR weights).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from torch import nn
 from ..config import Config, OptimConfig
 from ..meta.functional import unwrap
 from ..models import Classifier, create_model
+from ..models.init import SCRATCH, WeightsSource, init_backbone
 from .augment import BatchPreparer, View
 from .distributed import DistInfo, wrap_model
 from .experiment_data import ExperimentData
@@ -65,6 +67,7 @@ class TrainingContext:
         self._assumed_noise = assumed_noise
         self._data = data
         self._train_labels = data.train_y
+        self._model_init: WeightsSource | None = cfg.model.init
         self._method_params = method_params
         self.device = device
         self.dist = dist or DistInfo()
@@ -175,6 +178,13 @@ class TrainingContext:
         view._train_labels = labels
         return view
 
+    def with_model_init(self, source: WeightsSource | None) -> TrainingContext:
+        """The same context whose networks start from ``source`` instead of ``model.init`` (DMLP-X*: the
+        first stage's SimCLR encoder)."""
+        view = copy.copy(self)
+        view._model_init = source
+        return view
+
     # ------------------------------------------------------------------------------ per-sample state
     def sample_state(
         self,
@@ -225,8 +235,16 @@ class TrainingContext:
             return "linear"
         return "small_cnn" if self.input_shape[-1] <= 32 and self.device.type == "cpu" else "preact_resnet18"
 
-    def new_model(self, name: str | None = None, **params: Any) -> nn.Module:
-        """A new model from the config (or ``name``/``params``) on the device; DDP-wrapped if distributed."""
+    def new_model(
+        self, name: str | None = None, *, init: WeightsSource | None = None, **params: Any
+    ) -> nn.Module:
+        """A new model from the config (or ``name``/``params``) on the device; DDP-wrapped if distributed.
+
+        Its backbone starts from ``init`` (:mod:`noisy_labels.models.init`: an encoder file, a run
+        directory, a state dict) or, when None, from the run's ``model.init``; ``"scratch"`` leaves it
+        freshly initialised. The head is always new. A method gives its extra networks their own init
+        parameter (``emlc.teacher_init``, ``coteaching.peer_init``, ``flywheel.auxiliary_init``).
+        """
         cfg_params = dict(self._cfg.model.params) if name is None else {}
         model = create_model(
             self.model_name(name),
@@ -234,6 +252,9 @@ class TrainingContext:
             input_shape=self.input_shape,
             **{**cfg_params, **params},
         )
+        source = self._model_init if init is None else init
+        if source is not None and source != SCRATCH:
+            init_backbone(model, source)
         return self.place(model)
 
     def place(self, model: nn.Module) -> nn.Module:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..data.registry import load_dataset
-from ..models import create_model
+from ..models import create_model, save_encoder
 from ..ssl import SimCLRParams, extract_features, save_feature_file, train_simclr
 from ..ssl.simclr import image_stats
 from .runs import load_run_model
@@ -59,6 +59,7 @@ def make_feature_file(
     run_dir: str | Path | None = None,
     module: str = "model",
     simclr: Any = None,
+    encoder_out: str | Path | None = None,
     model: str = "small_cnn",
     batch_size: int = 512,
     seed: int = 0,
@@ -70,8 +71,9 @@ def make_feature_file(
 
     The backbone is, in order of precedence: the network of a finished run (``run_dir``), a network
     trained here with SimCLR on the training images without their labels (``simclr``: a
-    :class:`~noisy_labels.ssl.simclr.SimCLRParams`; the encoder weights are saved beside ``out`` as
-    ``<out>.encoder.pt``), or a freshly initialised ``model`` (a baseline).
+    :class:`~noisy_labels.ssl.simclr.SimCLRParams`; the encoder is saved as an encoder file, which
+    ``model.init`` reads, at ``encoder_out``, by default beside ``out`` as ``<out>.encoder.pt``), or a
+    freshly initialised ``model`` (a baseline).
 
     Parameters
     ----------
@@ -81,6 +83,9 @@ def make_feature_file(
         As in :func:`noisy_labels.data.registry.load_dataset`.
     run_dir, module : see :func:`noisy_labels.engine.runs.load_run_model`
     simclr : SimCLRParams, optional
+    encoder_out : str or Path, optional
+        Where to save the SimCLR encoder (:func:`noisy_labels.models.init.save_encoder`); only with
+        ``simclr`` and no ``run_dir``.
     model : str, default='small_cnn'
         Registered image model whose backbone SimCLR trains (or that is used untrained).
     batch_size : int, default=512
@@ -94,26 +99,31 @@ def make_feature_file(
     -------
     dict
         ``path``, ``cached`` (True if the file was reused), and when computed ``train_shape``,
-        ``test_shape``, ``source``, ``seconds`` and the SimCLR ``history``.
+        ``test_shape``, ``source``, ``seconds``, and with SimCLR its ``history`` and the ``encoder`` file.
 
     Raises
     ------
     ValueError
-        SimCLR or an untrained model asked for on a data set of feature vectors.
+        SimCLR or an untrained model asked for on a data set of feature vectors; ``encoder_out`` without
+        SimCLR.
     """
     out = Path(out)
     if out.suffix != ".npz":
         raise ValueError(f"the feature file must end in .npz, got {out.name}.")
+    trains_encoder = simclr is not None and run_dir is None
+    if encoder_out is not None and not trains_encoder:
+        raise ValueError("--save-encoder saves the encoder SimCLR trains: give --simclr, not --checkpoint.")
     recipe = _feature_recipe(dataset, root, run_dir, module, simclr, model, seed)
-    encoder_path = out.with_suffix(".encoder.pt")
+    encoder_path = Path(encoder_out) if encoder_out is not None else out.with_suffix(".encoder.pt")
     if out.exists() and not overwrite:
-        if _stored_recipe(out) == recipe:
+        if _stored_recipe(out) != recipe:
+            raise FileExistsError(
+                f"{out} exists but does not record these features ({_describe_recipe(recipe)}); pass "
+                "--overwrite to replace it, or choose another --out."
+            )
+        if not trains_encoder or encoder_path.exists():  # else train again: the encoder is asked for
             return {"path": str(out), "cached": True}
-        raise FileExistsError(
-            f"{out} exists but does not record these features ({_describe_recipe(recipe)}); pass "
-            "--overwrite to replace it, or choose another --out."
-        )
-    if simclr is not None and run_dir is None and encoder_path.exists() and not overwrite:
+    elif trains_encoder and encoder_path.exists() and not overwrite:
         raise FileExistsError(f"{encoder_path} exists; pass --overwrite to replace it.")
     start = time.perf_counter()
     bundle = load_dataset(dataset, root)
@@ -141,7 +151,7 @@ def make_feature_file(
                 encoder, train_x.to(device), params, feature_dim=net.feature_dim, seed=seed, progress=progress
             )
             info["source"] = f"simclr {model}"
-            torch.save({"model": model, "backbone": encoder.state_dict()}, encoder_path)
+            info["encoder"] = str(save_encoder(encoder_path, model, encoder))
     mean = std = None
     if is_image:
         mean, std = image_stats(train_x)

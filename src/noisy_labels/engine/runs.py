@@ -9,6 +9,7 @@ from torch import nn
 
 from ..config import config_from_dict, read_yaml_file
 from ..models import create_model
+from ..models.init import checkpoint_network
 from .checkpoint import load_checkpoint
 
 __all__ = ["load_run_model"]
@@ -23,7 +24,7 @@ def load_run_model(run_dir: str | Path, *, module: str = "model") -> nn.Module:
         A run directory written by ``noisy-labels run`` (``config.yaml`` and ``checkpoint.pt``).
     module : str, default='model'
         The method attribute holding the network in the checkpoint (``model`` for the loss-based
-        methods; co-training methods may also have e.g. ``model2``).
+        methods; co-training methods have e.g. ``net2``; dotted for an inner method's: ``inner.model``).
 
     Returns
     -------
@@ -43,10 +44,7 @@ def load_run_model(run_dir: str | Path, *, module: str = "model") -> nn.Module:
     state = load_checkpoint(run_dir)
     if state is None:
         raise FileNotFoundError(f"{run_dir} has no checkpoint.pt.")
-    weights = state["method"].get(module)
-    if not isinstance(weights, dict):
-        known = sorted(k for k, v in state["method"].items() if isinstance(v, dict))
-        raise ValueError(f"the checkpoint has no network {module!r}; it holds: {', '.join(known)}.")
+    weights = checkpoint_network(state, module, str(run_dir))
     cfg = config_from_dict(read_yaml_file(run_dir / "config.yaml", "run config"))
     input_shape, num_classes = _shapes_from_weights(weights)
     names = [cfg.model.name]

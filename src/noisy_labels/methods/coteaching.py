@@ -26,6 +26,10 @@ Choices and their sources:
   its latest batch under network ``k`` (0 = smallest loss), so a sample both networks kept scores above
   one neither kept; :meth:`CoTeaching.selected` returns the keep flags themselves.
 * Test predictions: the first network (the paper reports either network; both are close).
+* Initialisation: the first network's backbone starts from ``model.init``, the peer's from ``peer_init``,
+  which defaults to ``model.init`` too (``scratch``: freshly initialised; a path: other weights). The
+  paper starts both from scratch, with different random weights; from the same weights (DMLP*-Co-teaching)
+  only the heads differ at first.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class CoTeachingParams:
     num_gradual: int = 10  # T_k, epochs over which the forget rate ramps up (paper: 10)
     exponent: float = 1.0  # c of the ramp (T / T_k)^c (paper's method: 1)
     adam_decay_from: int | None = None  # the paper's Adam recipe: linear lr decay + beta1 0.1 from this epoch
+    peer_init: str | None = None  # the second network's backbone: None = model.init; "scratch"; or a path
 
     def __post_init__(self) -> None:
         if self.forget_rate is not None and not 0.0 <= self.forget_rate < 1.0:
@@ -94,7 +99,7 @@ class CoTeaching(Method, name="coteaching", params=CoTeachingParams):
         p, ctx = self.params, self.ctx
         self.forget_rate = ctx.assumed_noise_rate() if p.forget_rate is None else p.forget_rate
         scheduled = p.adam_decay_from is None
-        self.net1, self.net2 = ctx.new_model(), ctx.new_model()
+        self.net1, self.net2 = ctx.new_model(), ctx.new_model(init=p.peer_init)
         self.opt1 = ctx.new_optimizer(self.net1.parameters(), scheduled=scheduled)
         self.opt2 = ctx.new_optimizer(self.net2.parameters(), scheduled=scheduled)
         # Latest within-batch loss quantile of every sample under each network, and whether it was kept.

@@ -5,7 +5,8 @@ Tu et al., "Learning from Noisy Labels with Decoupled Meta Label Purifier", CVPR
 1. **Label-free representation** (``dmlp.features``): the stored features of a feature data set, a
    feature file (``.npy``/``.npz`` with one row per sample of the training set before the meta split,
    e.g. from ``noisy-labels features``), SimCLR trained here on the training images without labels, or
-   raw pixels (a weak baseline).
+   raw pixels (a weak baseline). A SimCLR encoder trained here is written to the run directory as
+   ``dmlp_encoder.pt``, an encoder file (:mod:`noisy_labels.models.init`) that ``model.init`` reads.
 2. **Purification** in :meth:`setup`: :class:`~noisy_labels.purify.DMLPPurifier` (IPC + EAC) on those
    features with the trusted meta set as the clean validation set. Its parameters are this section's
    other keys (``dmlp.epochs``, ``dmlp.alpha``, ...; see :class:`~noisy_labels.purify.PurifyParams`).
@@ -15,7 +16,10 @@ Tu et al., "Learning from Noisy Labels with Decoupled Meta Label Purifier", CVPR
    given ones; ``dmlp.relabel=always`` is the paper's argmax (see :mod:`noisy_labels.purify.pipeline`).
 3. **Training** (``dmlp.then``): DMLP-Naive is ``then=ce`` (the default); DMLP-X is any other registered
    method, built with its own config section and trained by the engine as usual, seeing the purified
-   hard labels as its training labels (in its batches and as ``ctx.train_labels``).
+   hard labels as its training labels (in its batches and as ``ctx.train_labels``). Table 6's "*" rows
+   (DMLP-Naive*, DMLP*-X) retrain from the stage-1 SimCLR weights: ``dmlp.retrain_from_encoder=true``
+   starts every network of this stage from the encoder (in place of ``model.init``; the heads are new), so
+   the encoder must be the run's model (``dmlp.simclr_model`` unset or the same).
 
 ``label_acc`` in the logs and ``summary.json`` is the accuracy of the purified labels; ``cleanness`` is
 the purified probability of each given label. The purification's per-epoch history (argmax label
@@ -29,7 +33,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,10 +41,14 @@ import torch
 from .._validation import check_choice
 from ..losses import mean_soft_cross_entropy
 from ..models import create_model
+from ..models.init import encoder_record, save_encoder
 from ..purify import DMLPPurifier, PurifyParams
 from ..ssl import SimCLRParams, extract_features, train_simclr
 from ..ssl.simclr import image_stats
 from .base import Batch, Method, get_method_class
+
+if TYPE_CHECKING:
+    from ..engine.context import TrainingContext
 
 
 @dataclass
@@ -53,14 +61,20 @@ class DMLPParams(PurifyParams):
     simclr_epochs: int = 10
     simclr_max_images: int | None = None  # SimCLR on a random subset of the images (CPU budgets)
     simclr_model: str | None = None  # encoder for SimCLR (e.g. mlp on a CPU); None: the run's model
+    retrain_from_encoder: bool = False  # Table 6 "*": stage 3 starts from the SimCLR encoder of stage 1
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.retrain_from_encoder and self.features not in ("auto", "simclr"):
+            raise ValueError("retrain_from_encoder needs the SimCLR encoder of stage 1: features=simclr.")
         if self.then == "dmlp":
             raise ValueError("then cannot be 'dmlp'; name the method to train on the purified labels.")
         check_choice("targets", self.targets, ("hard", "soft"))
         if self.targets == "soft" and self.then != "ce":
             raise ValueError("targets=soft is only supported with then=ce (soft cross-entropy).")
+
+
+ENCODER_FILE = "dmlp_encoder.pt"  # the stage-1 SimCLR encoder, in the run directory
 
 
 class DMLP(Method, name="dmlp", params=DMLPParams):
@@ -71,6 +85,7 @@ class DMLP(Method, name="dmlp", params=DMLPParams):
     def setup(self) -> None:
         p, ctx = self.params, self.ctx
         inner_cls = get_method_class(p.then)
+        self.simclr_encoder: dict[str, Any] | None = None  # an encoder record, if stage 1 trains SimCLR
         train_f, meta_f = self._features()
         purify_params = PurifyParams(**{f.name: getattr(p, f.name) for f in dataclasses.fields(PurifyParams)})
         result = DMLPPurifier(purify_params, seed=ctx.seed).fit(
@@ -86,14 +101,24 @@ class DMLP(Method, name="dmlp", params=DMLPParams):
         self.purified = torch.from_numpy(result.hard_labels).to(ctx.device)  # relabel / keep_given
         self.purify_cleanness = torch.from_numpy(result.cleanness)
         self._report(result)
-        self.inner = inner_cls(ctx.with_train_labels(self.purified), ctx.method_params(p.then))
+        self.inner = inner_cls(self._stage3_context(), ctx.method_params(p.then))
         self.inner.setup()
+
+    def _stage3_context(self) -> TrainingContext:
+        """The inner method's context: the purified labels; with ``retrain_from_encoder``, the encoder."""
+        view = self.ctx.with_train_labels(self.purified)
+        return view.with_model_init(self.simclr_encoder) if self.params.retrain_from_encoder else view
 
     # ------------------------------------------------------------------ stage 1: features
     def _features(self) -> tuple[torch.Tensor, torch.Tensor]:
         ctx, source = self.ctx, self.params.features
         if source == "auto":
             source = "simclr" if ctx.is_image else "data"
+        if self.params.retrain_from_encoder and source != "simclr":
+            raise ValueError(
+                "dmlp.retrain_from_encoder retrains from stage 1's SimCLR encoder: it needs images and "
+                "dmlp.features=simclr."
+            )
         if source == "data":
             if ctx.is_image:
                 raise ValueError(
@@ -117,6 +142,11 @@ class DMLP(Method, name="dmlp", params=DMLPParams):
         meta_x = ctx.meta_set()[0]
         images = torch.cat([ctx.train_x, meta_x])  # no labels are read
         name = p.simclr_model or ctx.model_name()
+        if p.retrain_from_encoder and name != ctx.model_name():
+            raise ValueError(
+                f"dmlp.retrain_from_encoder starts the run's model ({ctx.model_name()}) from the SimCLR "
+                f"encoder, here a {name}: leave dmlp.simclr_model unset or set it to {ctx.model_name()}."
+            )
         net = create_model(name, num_classes=ctx.num_classes, input_shape=ctx.input_shape)
         encoder = net.backbone.to(ctx.device)
         params = SimCLRParams(epochs=p.simclr_epochs, max_images=p.simclr_max_images)
@@ -131,6 +161,9 @@ class DMLP(Method, name="dmlp", params=DMLPParams):
         if not ctx.quiet:
             first, last = history[0]["loss"], history[-1]["loss"]
             print(f"dmlp: SimCLR {len(history)} epochs, NT-Xent {first:.3f} -> {last:.3f}")
+        self.simclr_encoder = encoder_record(name, encoder)
+        if ctx.out_dir is not None:
+            save_encoder(ctx.out_dir / ENCODER_FILE, name, encoder)
         mean, std = image_stats(ctx.train_x)
         feats = [
             torch.from_numpy(extract_features(encoder, a, mean=mean, std=std, device=ctx.device))

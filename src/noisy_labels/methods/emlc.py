@@ -68,6 +68,9 @@ microsoft/MLC for MLC):
   the window's last step, whose graph is kept from the training forward.
 * A window never crosses an epoch: the teacher steps at the end of every epoch even if fewer than k
   student steps were recorded, so checkpoints hold no partial window.
+* Initialisation (sec. 4.1: student and teacher from the same SimCLR weights): the student's backbone
+  starts from ``model.init``, the teacher's from ``teacher_init``, which defaults to ``model.init`` (a path
+  gives it others, ``scratch`` none); the heads and the gate are new (see :mod:`noisy_labels.models.init`).
 * The teacher's network is the config's model unless ``teacher_model`` names another. On precomputed
   features with a linear student, a linear teacher would have no feature extractor of its own (its gate
   would read the raw features); the shipped features config gives the teacher an MLP (Fig. 3's extractor
@@ -336,6 +339,9 @@ class EMLCParams(TeacherParams):
     label_embedding: int = 128  # size of the label embedding z (reference code)
     gate_hidden: int = 128  # hidden units of the gate MLP (reference code)
     teacher_model: str | None = None  # None: the config's model (with its params)
+    # the teacher's backbone weights: None = model.init (sec. 4.1: the student's SimCLR weights);
+    # "scratch" = freshly initialised; or a path (noisy_labels.models.init)
+    teacher_init: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -375,7 +381,7 @@ class EMLC(TeacherStudent, name="emlc", params=EMLCParams):
             p.corrupt_fraction = default_corrupt_fraction(self.ctx.assumed_noise_rate())
         if p.student_clean_weight is None:
             p.student_clean_weight = clean_share(self.ctx)
-        classifier = self.ctx.classifier(self.ctx.new_model(p.teacher_model))
+        classifier = self.ctx.classifier(self.ctx.new_model(p.teacher_model, init=p.teacher_init))
         self.teacher = GatedTeacher(classifier, embedding=p.label_embedding, hidden=p.gate_hidden).to(
             self.ctx.device
         )

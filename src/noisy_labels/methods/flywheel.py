@@ -67,6 +67,10 @@ Choices the paper leaves open (all documented, most switchable in ``FlywheelPara
   in the mixture of eq. 1 a label drawn from the outlier distribution may equal the true class, and
   clean samples with ``q < 1`` contribute their corrupted part too.
 
+Initialisation: ``g`` starts from ``model.init``, ``f`` from ``auxiliary_init``, which defaults to
+``model.init`` (``scratch``: freshly initialised; a path: other weights); the paper trains both from
+scratch.
+
 Table 6 ablations: ``cr_lambda=0`` (w/o CR); ``auxiliary=false`` (w/o Aux.: ``g`` alone with eq. 7's
 ``q``-reweighted CE on the given labels plus CR, ``eps = 1/K``, ``gamma`` initialised from ``g``'s training
 accuracy, inference with ``g``, no corrected labels); ``fixed_epsilon=true`` (``eps = 1/K`` throughout; ``T``
@@ -121,6 +125,7 @@ class FlywheelParams:
     mixup_alpha: float = 4.0  # Beta(a, a) of MixUp in f's loss; 0 = no MixUp
     auxiliary: bool = True  # false = the "w/o Aux." ablation (g alone, eq. 7)
     fixed_epsilon: bool = False  # true = the "eps fixed" ablation (1/K throughout)
+    auxiliary_init: str | None = None  # f's backbone weights: None = model.init; "scratch"; or a path
 
     def __post_init__(self) -> None:
         if self.cr_ramp_epochs < 0:
@@ -156,7 +161,7 @@ class Flywheel(AdaptiveWarmup, Method, name="flywheel", params=FlywheelParams):
         self.g = e.new_model()
         self.g_opt = e.new_optimizer(self.g.parameters())
         if p.auxiliary:
-            self.f = e.new_model()
+            self.f = e.new_model(init=p.auxiliary_init)
             params = list(self.f.parameters())
             if self.uses_contrastive():
                 d = e.classifier(self.f).feature_dim

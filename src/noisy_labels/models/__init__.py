@@ -3,10 +3,12 @@
 Every model is a :class:`Classifier`: ``backbone`` maps inputs to ``(B, feature_dim)`` features,
 ``head`` maps features to ``(B, num_classes)`` logits. Image models take normalised float tensors
 ``(B, C, H, W)``; feature models (``linear``, ``mlp``) take ``(B, D)``. Build by name with
-:func:`create_model`; :func:`list_models` gives the names.
+:func:`create_model`; :func:`list_models` gives the names. :func:`init_backbone` starts a backbone from
+saved weights (``model.init``, :mod:`.init`).
 """
 
 from .base import Classifier, eval_mode, init_weights
+from .init import init_backbone, save_encoder
 from .preact_resnet import PreActResNet, PreActResNet18
 from .registry import create_model, list_models, register_model
 from .resnet import ResNet, ResNet32, ResNet34, ResNet50
@@ -22,6 +24,8 @@ __all__ = [
     "Classifier",
     "eval_mode",
     "init_weights",
+    "init_backbone",
+    "save_encoder",
     "register_model",
     "create_model",
     "list_models",
