@@ -10,6 +10,11 @@ feeding back into itself.
 Keep rate (Algorithm 1's update of ``R(T)``): ``R(T) = 1 - tau * min(T / T_k, 1)`` with ``T`` the number
 of finished epochs, so nothing is dropped in the first epoch and the forget rate ``tau`` is reached after
 ``T_k`` epochs (the paper: ``T_k = 10`` and ``tau`` = the noise rate, which it assumes known).
+``T_k`` stays the paper's 10 epochs in every run length rather than the same share of a shorter run
+(``defaults.scaled_epochs(10, 200, epochs)``, 1 epoch of 20): dropping the large-loss samples before the
+networks have fit the clean ones drops the clean ones. Measured (20 epochs, sym. 50%, seed 0), last-epoch
+accuracy with ``T_k`` = 1 / 5 / 10: CIFAR-10 features (linear heads) 74.9 / 74.1 / 74.2%; MNIST 3k
+(small CNN) 59.0% at 1 against 96.3% at 10.
 
 Choices and their sources:
 

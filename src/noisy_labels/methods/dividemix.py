@@ -30,6 +30,11 @@ Settings (sec. 4.1 and appendix B/table 7; the issues of the authors' repository
 * Confidence penalty (warm-up under asymmetric noise, sec. 4.1, Pereyra et al. 2017): ``CE - H(p)``, so
   the warm-up does not produce over-confident, low-loss predictions on the noisy class pairs. None: on for
   the ``asymmetric``, ``asymmetric_blocks`` and ``pairflip`` protocols.
+* The warm-up stays the paper's 10 epochs in every run length, not the same share of a shorter run
+  (``defaults.scaled_epochs(10, 300, epochs)``): the division needs a network that has fit the clean
+  samples first. Measured (CIFAR-10 features, linear head, 20 epochs, seed 0), last-epoch accuracy with a
+  warm-up of 1 / 5 / 10 epochs: sym. 50% 76.3 / 76.6 / 76.6%; CIFAR-10N ``aggre`` 2 epochs 74.4% against
+  10 epochs 76.6%.
 * ``lambda_u`` ramps up linearly over 16 epochs after the warm-up (the authors' code).
 * ``L_u`` is the squared error averaged over samples *and* classes, the normalisation the published
   ``lambda_u`` values were tuned with (the paper writes the per-sample squared norm, ``C`` times larger).
