@@ -170,7 +170,8 @@ def apply_per_image(
     counts = torch.bincount(choice, minlength=len(transforms)).tolist()
     groups = choice.argsort(stable=True).to(x.device).split(counts)
     out = x.clone()
-    with torch.autocast(x.device.type, enabled=False):  # kornia's geometry wants float32
+    # no graph (kornia's magnitudes are parameters) and float32 for kornia's geometry under AMP
+    with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
         for transform, idx in zip(transforms, groups, strict=True):
             if transform is not None and len(idx):
                 out[idx] = on_rgb(transform, x[idx])
