@@ -202,7 +202,7 @@ def test_cifar10_images_with_cifar10n_labels_and_augmentation(tmp_path, cifar10_
     assert summary["last_test_acc"] > 0.15  # above chance (0.10) after three epochs on 900 images (0.18 here)
 
 
-def test_weak_and_strong_views_differ_but_keep_shape():
+def test_weak_and_cutout_jitter_views_differ_but_keep_shape():
     from noisy_labels.engine.augment import BatchPreparer
 
     g = torch.Generator().manual_seed(0)
@@ -210,7 +210,7 @@ def test_weak_and_strong_views_differ_but_keep_shape():
     prep = BatchPreparer(
         is_image=True, mean=torch.full((3,), 0.5), std=torch.full((3,), 0.25), crop_padding=4, flip=True
     )
-    test, weak, strong = prep(raw, "test"), prep(raw, "weak", g), prep(raw, "strong", g)
+    test, weak, strong = prep(raw, "test"), prep(raw, "weak", g), prep(raw, "cutout_jitter", g)
     assert test.shape == weak.shape == strong.shape == (8, 3, 32, 32)
     torch.testing.assert_close(test, (raw.permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.25)
     assert not torch.equal(test, weak) and not torch.equal(weak, strong)

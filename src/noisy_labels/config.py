@@ -13,7 +13,7 @@ import dataclasses
 import re
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -91,6 +91,12 @@ class ScheduleConfig:
     lr_warmup_epochs: float = 0.0  # linear learning-rate warm-up (not the methods' CE warm-up)
     milestones: list[float] = field(default_factory=list)  # epochs, for multistep
     gamma: float = 0.1
+
+
+#: The augmentation views a method may ask the engine for (:mod:`noisy_labels.engine.augment` says
+#: what each does to images and to feature vectors).
+View = Literal["test", "weak", "cutout_jitter", "autoaugment", "randaugment"]
+VIEWS: tuple[str, ...] = get_args(View)
 
 
 @dataclass

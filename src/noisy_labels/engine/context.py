@@ -323,8 +323,12 @@ class TrainingContext:
         self.scaler.update()
 
     def prepare(self, raw: torch.Tensor, view: View = "weak") -> torch.Tensor:
-        """Model inputs from stored samples: ``test`` (no augmentation), ``weak`` or ``strong``."""
+        """Model inputs from stored samples in a view of :mod:`noisy_labels.engine.augment`."""
         return self.preparer(raw, view, self.generator)
+
+    def check_view(self, view: str) -> None:
+        """``ValueError`` at set-up, not after the warm-up, for a view this run cannot prepare."""
+        self.preparer.check_view(view)
 
     def meta_batch(
         self, batch_size: int | None = None, view: View = "weak"

@@ -72,6 +72,7 @@ import torch
 import torch.nn.functional as F
 
 from .._validation import check_choice
+from ..config import VIEWS
 from ..models import eval_mode
 from ._selection import (
     clean_probability,
@@ -97,13 +98,16 @@ class DivideMixParams:
     rampup_epochs: float = 16.0  # linear ramp of lambda_u after the warm-up
     confidence_penalty: bool | None = None  # warm-up CE - H(p); None: on for asymmetric protocols
     loss_history: int = 1  # epochs of normalised losses averaged for the GMM (authors: 5 at 90% noise)
-    view: str = "weak"  # augmentation of the M = 2 views: weak | strong (feature vectors: use strong)
+    # augmentation of the M = 2 views, a view of noisy_labels.engine.augment: weak (the authors' crop +
+    # flip); on feature vectors weak is the identity, so the features configs set cutout_jitter
+    # (dropout + noise there)
+    view: str = "weak"
     gmm_max_iter: int = 10
     gmm_tol: float = 1e-2
     gmm_reg_covar: float = 5e-4
 
     def __post_init__(self) -> None:
-        check_choice("view", self.view, ("weak", "strong", "test"))
+        check_choice("view", self.view, VIEWS)
         if not 0.0 < self.p_threshold < 1.0 or self.loss_history < 1:
             raise ValueError("p_threshold must lie in (0, 1) and loss_history be >= 1.")
 
@@ -147,6 +151,7 @@ class DivideMix(Method, name="dividemix", params=DivideMixParams):
 
     def setup(self) -> None:
         p, ctx = self.params, self.ctx
+        ctx.check_view(p.view)
         protocol, rate = ctx.assumed_noise()
         self.lambda_u = (
             default_lambda_u(ctx.num_classes, protocol, rate) if p.lambda_u is None else p.lambda_u

@@ -15,7 +15,7 @@ eq. 6), and train the teacher so that the student's steps lower its loss on the 
   label embedding ``z`` of the noisy label and an MLP on ``[h, z]`` giving a gate ``w in (0, 1)``;
   ``q = w * onehot(y~) + (1 - w) * softmax(teacher logits)``. Algorithm 1: the student takes its real
   step first; every ``steps`` (k) student steps the teacher takes one step on eq. 12,
-  ``L_CE + L_BCE + L_META``: cross-entropy of its classifier on a clean batch (strong view, sec. 3.6),
+  ``L_CE + L_BCE + L_META``: cross-entropy of its classifier on an augmented clean batch (sec. 3.6),
   BCE of the gate on that batch with half its labels corrupted (``injection``), and the meta-gradient
   by FPMG (Algorithm 2): exact for k = 1 (Prop. 1), the discounted mixed Hessians of Prop. 2 for k > 1.
 
@@ -32,9 +32,12 @@ microsoft/MLC for MLC):
 * The meta-gradient is scaled by ``meta_weight`` and summed with the other terms, each averaged over its
   own batch (eq. 12 with unit weights). ``meta_weight=0``, ``ce_weight=0`` or ``bce_weight=0`` switch a
   term off (ablations).
-* Clean data of the teacher: CE and BCE share one forward of a fresh meta batch in ``clean_view``
-  (``strong``: the engine's stand-in for AutoAugment, which the reference applies to every clean batch);
-  the meta-gradient's clean loss uses another fresh meta batch in the weak view.
+* Clean data of the teacher: CE and BCE share one forward of a fresh meta batch in ``clean_view``; the
+  meta-gradient's clean loss uses another fresh meta batch in the weak view. The paper (sec. 3.6) and
+  the reference apply AutoAugment to every clean batch: the paper configs set ``autoaugment``. The
+  default is ``cutout_jitter``, a cheap strong view without the optional kornia: on the CPU its
+  throughput is 2-3x ``autoaugment``'s (``benchmarks/results/augment_throughput.md``), and on feature
+  vectors every strong view is the same dropout + noise (:mod:`noisy_labels.engine.augment`).
 * Injection (sec. 3.6): a random share of the batch (``corrupt_fraction``; the paper: half) gets a wrong
   label. The share is the gate's prior of a corrupted label, so the default is the noise rate the run
   assumes (the realised rate, as Co-teaching's forget rate; half where none is known). Measured (CIFAR-10
@@ -105,6 +108,7 @@ from torch import Tensor
 from torch.func import functional_call
 
 from .._validation import check_choice
+from ..config import VIEWS
 from ..losses import soft_cross_entropy
 from ..meta import (
     META_GRADS,
@@ -335,7 +339,9 @@ class EMLCParams(TeacherParams):
     # share of each clean batch corrupted for BCE; None: the assumed noise rate (0.5, the paper's
     # "half" of sec. 3.6, where none is known); see the module docstring
     corrupt_fraction: float | None = None
-    clean_view: str = "strong"  # augmentation of the teacher's clean batches (AutoAugment in sec. 3.6)
+    # augmentation of the teacher's clean batches, a view of noisy_labels.engine.augment (sec. 3.6:
+    # autoaugment, set in the paper configs; the default is cheap and needs no kornia)
+    clean_view: str = "cutout_jitter"
     label_embedding: int = 128  # size of the label embedding z (reference code)
     gate_hidden: int = 128  # hidden units of the gate MLP (reference code)
     teacher_model: str | None = None  # None: the config's model (with its params)
@@ -353,7 +359,7 @@ class EMLCParams(TeacherParams):
             raise ValueError(f"corrupt_fraction must be in (0, 1), got {self.corrupt_fraction}.")
         check_choice("meta_grad", self.meta_grad, META_GRADS)
         check_choice("injection", self.injection, INJECTIONS)
-        check_choice("clean_view", self.clean_view, ("weak", "strong"))
+        check_choice("clean_view", self.clean_view, VIEWS)
 
 
 def clean_share(ctx: TrainingContext) -> float:
@@ -381,6 +387,7 @@ class EMLC(TeacherStudent, name="emlc", params=EMLCParams):
             p.corrupt_fraction = default_corrupt_fraction(self.ctx.assumed_noise_rate())
         if p.student_clean_weight is None:
             p.student_clean_weight = clean_share(self.ctx)
+        self.ctx.check_view(p.clean_view)
         classifier = self.ctx.classifier(self.ctx.new_model(p.teacher_model, init=p.teacher_init))
         self.teacher = GatedTeacher(classifier, embedding=p.label_embedding, hidden=p.gate_hidden).to(
             self.ctx.device

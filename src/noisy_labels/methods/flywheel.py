@@ -60,9 +60,13 @@ Choices the paper leaves open (all documented, most switchable in ``FlywheelPara
   The Beta draw uses the global torch RNG (seeded and checkpointed by the engine).
 * **Contrastive loss** (the paper cites SimCLR [8] and SupCon [19]): SimCLR's NT-Xent over two strong views
   of every batch sample, temperature 0.5 (UNICON's), through a 2-layer projection head to ``proj_dim`` on
-  ``f``'s backbone features (``contrastive="simclr"``); ``"supcon"`` uses ``argmax q_i(y)`` as labels. The
-  engine's ``strong`` view stands in for RandAugment (see :mod:`noisy_labels.engine.augment`). With a
-  linear ``f`` on precomputed features there is no backbone to shape, so the term is skipped.
+  ``f``'s backbone features (``contrastive="simclr"``); ``"supcon"`` uses ``argmax q_i(y)`` as labels. With
+  a linear ``f`` on precomputed features there is no backbone to shape, so the term is skipped.
+  **Strong view** (``contrastive_view``, a view of :mod:`noisy_labels.engine.augment`): the paper's is
+  RandAugment's 14 transformations [11] (sec. 4.1), ``randaugment``, set in the paper configs. The
+  default is ``cutout_jitter``, a cheap strong view without the optional kornia: on the CPU its
+  throughput is 2-3x ``randaugment``'s (``benchmarks/results/augment_throughput.md``), and two strong
+  views of every batch are prepared at each step.
 * No sharpening of ``f`` in eq. 11; a row of ``T``/``T_c`` without mass is uniform. ``T_c`` keeps a diagonal:
   in the mixture of eq. 1 a label drawn from the outlier distribution may equal the true class, and
   clean samples with ``q < 1`` contribute their corrupted part too.
@@ -88,6 +92,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._validation import check_choice
+from ..config import VIEWS
 from ..losses import mean_soft_cross_entropy
 from ..models import eval_mode
 from ..ssl.simclr import nt_xent_loss
@@ -120,6 +125,8 @@ class FlywheelParams:
     cr_prior: str = "empirical"  # p_data(y^) in eq. 9: "empirical" marginal of y^ | "uniform"
     alpha: float = 0.025  # weight of the contrastive loss in f's loss
     contrastive: str = "simclr"  # "simclr" | "supcon" | "none" (the "w/o CL" ablation)
+    # the two views of the contrastive loss (sec. 4.1: RandAugment, randaugment; set in the paper configs)
+    contrastive_view: str = "cutout_jitter"
     temperature: float = 0.5  # of the contrastive loss
     proj_dim: int = 128  # output width of the projection head
     mixup_alpha: float = 4.0  # Beta(a, a) of MixUp in f's loss; 0 = no MixUp
@@ -137,7 +144,11 @@ class FlywheelParams:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}.")
         if self.temperature <= 0 or self.proj_dim < 1:
             raise ValueError("temperature must be > 0 and proj_dim >= 1.")
-        for key, allowed in (("contrastive", CONTRASTIVE), ("cr_prior", CR_PRIORS)):
+        for key, allowed in (
+            ("contrastive", CONTRASTIVE),
+            ("cr_prior", CR_PRIORS),
+            ("contrastive_view", VIEWS),
+        ):
             check_choice(key, getattr(self, key), allowed)
 
 
@@ -164,6 +175,7 @@ class Flywheel(AdaptiveWarmup, Method, name="flywheel", params=FlywheelParams):
             self.f = e.new_model(init=p.auxiliary_init)
             params = list(self.f.parameters())
             if self.uses_contrastive():
+                e.check_view(p.contrastive_view)
                 d = e.classifier(self.f).feature_dim
                 self.proj = e.place(nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, p.proj_dim)))
                 params += list(self.proj.parameters())
@@ -215,7 +227,8 @@ class Flywheel(AdaptiveWarmup, Method, name="flywheel", params=FlywheelParams):
             loss_ce = mean_soft_cross_entropy(self.f(x), targets)
             loss, stats = loss_ce, {"loss_f": loss_ce.detach()}
             if hasattr(self, "proj"):  # built in setup exactly when uses_contrastive()
-                views = torch.cat([e.prepare(batch.raw, "strong"), e.prepare(batch.raw, "strong")])
+                view = p.contrastive_view
+                views = torch.cat([e.prepare(batch.raw, view), e.prepare(batch.raw, view)])
                 _, feats = self.f(views, return_features=True)
                 z = self.proj(feats)
                 labels = self.targets[batch.index].argmax(1) if p.contrastive == "supcon" else None
