@@ -7,14 +7,19 @@ Each sub-command is one small function ``cmd_<name>(args)``, whose one-line docs
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._validation import InputFileError, check_labels, infer_num_classes, read_user_file
+
+if TYPE_CHECKING:
+    from .ssl import SimCLRParams
 
 
 class CLIError(Exception):
@@ -252,18 +257,14 @@ def cmd_purify(args: argparse.Namespace) -> None:
 def cmd_features(args: argparse.Namespace) -> None:
     """run a backbone over a data set and cache its features as .npz"""
     from .engine.features import make_feature_file
-    from .ssl import SimCLRParams
 
-    simclr = None
-    if args.simclr:
-        simclr = SimCLRParams(epochs=args.simclr_epochs, max_images=args.simclr_max_images)
     info = make_feature_file(
         args.out,
         dataset=args.dataset,
         root=args.root,
         run_dir=args.checkpoint,
         module=args.module,
-        simclr=simclr,
+        simclr=_simclr_params(args),
         encoder_out=args.save_encoder,
         model=args.model,
         batch_size=args.batch_size,
@@ -317,15 +318,11 @@ def _add_features_parser(sub) -> None:
     p.add_argument("--checkpoint", metavar="RUN_DIR", help="use the trained network of a finished run")
     p.add_argument("--module", default="model", help="network attribute in the run's checkpoint")
     p.add_argument("--simclr", action="store_true", help="train the backbone with SimCLR first (no labels)")
-    p.add_argument("--simclr-epochs", type=_count, default=10)
     p.add_argument(
         "--save-encoder",
         metavar="PATH",
         help="where to save the SimCLR encoder, the file model.init reads (default: beside --out as "
         "<out>.encoder.pt)",
-    )
-    p.add_argument(
-        "--simclr-max-images", type=_count, help="SimCLR on a random subset of the training images"
     )
     p.add_argument("--model", default="small_cnn", help="image model for --simclr (or untrained)")
     p.add_argument("--batch-size", type=_count, default=512)
@@ -333,6 +330,57 @@ def _add_features_parser(sub) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--overwrite", action="store_true", help="recompute even if --out exists")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_simclr_flags(p)
+
+
+def _add_simclr_flags(p: argparse.ArgumentParser) -> None:
+    """One ``--simclr-KEY VALUE`` flag per key of :class:`~noisy_labels.ssl.SimCLRParams`."""
+    from .ssl import SimCLRParams
+
+    group = p.add_argument_group(
+        "SimCLR recipe (with --simclr)",
+        "each a YAML value, as --set takes: --simclr-optimizer lars, --simclr-crop-scale '[0.08, 1]'; the "
+        "defaults are CPU-sized, see noisy_labels.ssl.SimCLRParams for the paper's values",
+    )
+    for f in dataclasses.fields(SimCLRParams):
+        group.add_argument(
+            _simclr_flag(f.name), dest=f"simclr_{f.name}", metavar="VALUE", help=f"default: {f.default}"
+        )
+
+
+def _simclr_flag(key: str) -> str:
+    return "--simclr-" + key.replace("_", "-")
+
+
+def _simclr_params(args: argparse.Namespace) -> SimCLRParams | None:
+    """The ``--simclr-KEY`` values as :class:`~noisy_labels.ssl.SimCLRParams`; None without ``--simclr``."""
+    from .config import ConfigError, params_from_dict
+    from .ssl import SimCLRParams
+
+    flags = {f.name: getattr(args, f"simclr_{f.name}") for f in dataclasses.fields(SimCLRParams)}
+    given = {key: text for key, text in flags.items() if text is not None}
+    if not args.simclr:
+        if given:
+            raise CLIError(f"{_simclr_flag(next(iter(given)))} sets SimCLR's recipe: add --simclr.")
+        return None
+    try:
+        return params_from_dict(SimCLRParams, _parse_flag_values(given))
+    except ConfigError as exc:  # its message starts with the key: name the flag instead
+        key, _, rest = str(exc).partition(" ")
+        raise CLIError(f"{_simclr_flag(key)} {rest}") from None
+
+
+def _parse_flag_values(given: dict[str, str]) -> dict[str, object]:
+    """Each ``--simclr-KEY`` text read as YAML; one that does not parse is one line naming its flag."""
+    from .config import ConfigError, parse_value
+
+    values = {}
+    for key, text in given.items():
+        try:
+            values[key] = parse_value(text)
+        except ConfigError as exc:
+            raise CLIError(f"{_simclr_flag(key)}: {' '.join(str(exc).split())}") from None
+    return values
 
 
 def cmd_issues(args: argparse.Namespace) -> None:

@@ -5,8 +5,11 @@ Tu et al., "Learning from Noisy Labels with Decoupled Meta Label Purifier", CVPR
 1. **Label-free representation** (``dmlp.features``): the stored features of a feature data set, a
    feature file (``.npy``/``.npz`` with one row per sample of the training set before the meta split,
    e.g. from ``noisy-labels features``), SimCLR trained here on the training images without labels, or
-   raw pixels (a weak baseline). A SimCLR encoder trained here is written to the run directory as
-   ``dmlp_encoder.pt``, an encoder file (:mod:`noisy_labels.models.init`) that ``model.init`` reads.
+   raw pixels (a weak baseline). SimCLR's recipe is the ``dmlp.simclr_*`` keys, one for each key of
+   :class:`~noisy_labels.ssl.SimCLRParams` (``dmlp.simclr_optimizer=lars``, ``dmlp.simclr_batch_size``,
+   ...; CPU-sized by default, the paper's CIFAR-10 recipe in the paper configs). A SimCLR encoder trained
+   here is written to the run directory as ``dmlp_encoder.pt``, an encoder file
+   (:mod:`noisy_labels.models.init`) that ``model.init`` reads.
 2. **Purification** in :meth:`setup`: :class:`~noisy_labels.purify.DMLPPurifier` (IPC + EAC) on those
    features with the trusted meta set as the clean validation set. Its parameters are this section's
    other keys (``dmlp.epochs``, ``dmlp.alpha``, ...; see :class:`~noisy_labels.purify.PurifyParams`).
@@ -58,13 +61,36 @@ class DMLPParams(PurifyParams):
     then: str = "ce"  # the method trained on the purified labels (DMLP-X); ce = DMLP-Naive
     features: str = "auto"  # auto | data | simclr | raw | PATH (.npy / .npz key 'x'); auto: data or simclr
     targets: str = "hard"  # hard | soft (soft-label cross-entropy; only with then=ce)
-    simclr_epochs: int = 10
-    simclr_max_images: int | None = None  # SimCLR on a random subset of the images (CPU budgets)
     simclr_model: str | None = None  # encoder for SimCLR (e.g. mlp on a CPU); None: the run's model
     retrain_from_encoder: bool = False  # Table 6 "*": stage 3 starts from the SimCLR encoder of stage 1
+    # Stage 1's SimCLR recipe: each key of noisy_labels.ssl.SimCLRParams (see it for the paper's values)
+    # with a simclr_ prefix; the defaults are its CPU-sized ones.
+    simclr_epochs: int = SimCLRParams.epochs
+    simclr_batch_size: int = SimCLRParams.batch_size
+    simclr_optimizer: str = SimCLRParams.optimizer  # adam | sgd | lars
+    simclr_lr: float = SimCLRParams.lr
+    simclr_lr_scaling: str = SimCLRParams.lr_scaling  # none | linear | sqrt
+    simclr_warmup_epochs: int = SimCLRParams.warmup_epochs
+    simclr_weight_decay: float = SimCLRParams.weight_decay
+    simclr_momentum: float = SimCLRParams.momentum
+    simclr_trust_coefficient: float = SimCLRParams.trust_coefficient
+    simclr_temperature: float = SimCLRParams.temperature
+    simclr_proj_dim: int = SimCLRParams.proj_dim
+    simclr_proj_hidden: int | None = SimCLRParams.proj_hidden
+    simclr_crop_scale: tuple[float, float] = SimCLRParams.crop_scale
+    simclr_gray_crop_scale: tuple[float, float] = SimCLRParams.gray_crop_scale
+    simclr_color_strength: float = SimCLRParams.color_strength
+    simclr_hue: bool = SimCLRParams.hue
+    simclr_blur: bool = SimCLRParams.blur
+    simclr_noise_std: float = SimCLRParams.noise_std
+    simclr_max_images: int | None = SimCLRParams.max_images  # a random subset of the images (CPU budgets)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        try:
+            self.simclr_params()
+        except ValueError as exc:  # SimCLRParams names its key first: report it as this section's key
+            raise ValueError(f"{SIMCLR_PREFIX}{exc}") from None
         if self.retrain_from_encoder and self.features not in ("auto", "simclr"):
             raise ValueError("retrain_from_encoder needs the SimCLR encoder of stage 1: features=simclr.")
         if self.then == "dmlp":
@@ -72,6 +98,15 @@ class DMLPParams(PurifyParams):
         check_choice("targets", self.targets, ("hard", "soft"))
         if self.targets == "soft" and self.then != "ce":
             raise ValueError("targets=soft is only supported with then=ce (soft cross-entropy).")
+
+    def simclr_params(self) -> SimCLRParams:
+        """Stage 1's SimCLR recipe: the ``simclr_*`` keys without their prefix."""
+        return SimCLRParams(
+            **{f.name: getattr(self, SIMCLR_PREFIX + f.name) for f in dataclasses.fields(SimCLRParams)}
+        )
+
+
+SIMCLR_PREFIX = "simclr_"  # DMLPParams' key for each SimCLRParams key
 
 
 ENCODER_FILE = "dmlp_encoder.pt"  # the stage-1 SimCLR encoder, in the run directory
@@ -149,11 +184,10 @@ class DMLP(Method, name="dmlp", params=DMLPParams):
             )
         net = create_model(name, num_classes=ctx.num_classes, input_shape=ctx.input_shape)
         encoder = net.backbone.to(ctx.device)
-        params = SimCLRParams(epochs=p.simclr_epochs, max_images=p.simclr_max_images)
         history = train_simclr(
             encoder,
             images,
-            params,
+            p.simclr_params(),
             feature_dim=net.feature_dim,
             seed=ctx.seed,
             progress=not ctx.quiet,

@@ -6,10 +6,16 @@ batch away. The labels are never read, so noisy labels cannot leak into the repr
 
 Augmentations run on whole batches of tensors (no per-image Python): a random resized crop through one
 ``affine_grid``/``grid_sample`` call (with the horizontal flip folded into the same affine map), then for
-RGB images colour jitter (brightness, contrast, saturation; p = 0.8) and random grayscale (p = 0.2);
-for single-channel images (MNIST) the paper's colour distortion is meaningless, so crop + additive
-Gaussian noise. Hue jitter and Gaussian blur of the ImageNet recipe are left out (SimCLR's CIFAR
-recipe also drops the blur).
+RGB images the colour distortion of appendix A: with p = 0.8 brightness, contrast and saturation jitter
+of strength ``0.8 s`` (and, with ``hue``, a hue rotation of up to ``0.2 s`` of a turn), then random
+grayscale (p = 0.2); for single-channel images (MNIST) colour is meaningless, so crop + additive Gaussian
+noise. Gaussian blur (appendix A: p = 0.5, sigma in [0.1, 2], a kernel of 10% of the image side) is a
+switch: the CIFAR-10 recipe leaves it out (appendix B.9).
+
+Every part of the recipe is a :class:`SimCLRParams` key. The defaults are CPU-sized (Adam 1e-3, batch
+256, projection 64, no warm-up); the paper's CIFAR-10 recipe (appendix B.9 with the sec. 2.3 defaults:
+LARS, ``lr x B / 256``, 10 warm-up epochs, cosine decay, weight decay 1e-6, temperature 0.5, a 128-d
+projection, s = 0.5, no blur) is spelled out in the paper configs (``configs/*dmlp*_paper.yaml``).
 """
 
 from __future__ import annotations
@@ -24,24 +30,83 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .._validation import check_choice
+from .optim import LR_SCALINGS, OPTIMIZERS, WarmupCosine, make_optimizer, peak_learning_rate
+
 __all__ = ["SimCLRParams", "nt_xent_loss", "simclr_views", "ProjectionHead", "train_simclr", "image_stats"]
 
 
 @dataclass
 class SimCLRParams:
-    """SimCLR hyper-parameters (CPU-sized defaults)."""
+    """SimCLR hyper-parameters. The defaults are CPU-sized; the comments give the paper's values.
 
-    epochs: int = 10
-    batch_size: int = 256  # B images -> 2B views per step
-    lr: float = 1e-3  # Adam (the paper's LARS matters only at very large batches)
-    weight_decay: float = 1e-6
-    temperature: float = 0.5  # tau of NT-Xent (the paper's CIFAR value)
-    proj_dim: int = 64  # output of the projection head
-    crop_scale: tuple[float, float] = (0.2, 1.0)  # area fraction of the random resized crop (RGB)
+    Raises ``ValueError`` naming the first invalid key when built.
+    """
+
+    epochs: int = 10  # paper: 100 (sec. 2.3, ImageNet); CIFAR-10 runs up to 1000 (reference README)
+    batch_size: int = 256  # B images -> 2B views per step; paper: 4096 (ImageNet), 1024 (B.9's best CIFAR)
+    optimizer: str = "adam"  # adam | sgd | lars (the paper's, sec. 2.2)
+    lr: float = 1e-3  # base learning rate, scaled by lr_scaling; paper: 0.3 (linear), B.9: 0.5 / 1.0 / 1.5
+    lr_scaling: str = "none"  # none | linear (lr * B / 256, sec. 2.3) | sqrt (lr * sqrt(B), appendix B.1)
+    warmup_epochs: int = 0  # linear warm-up from 0, then cosine decay to 0; paper: 10 (sec. 2.3)
+    weight_decay: float = 1e-6  # paper: 1e-6 (sec. 2.3); LARS leaves biases and norms undecayed
+    momentum: float = 0.9  # sgd and lars (the reference code's default)
+    trust_coefficient: float = 1e-3  # LARS eta (the reference code's default)
+    temperature: float = 0.5  # tau of NT-Xent; 0.5 is B.9's best on CIFAR-10 (ImageNet: 0.1)
+    proj_dim: int = 64  # output of the projection head; paper: 128 (sec. 2.3)
+    proj_hidden: int | None = None  # hidden width of the head; None: the encoder's width (as the paper)
+    crop_scale: tuple[float, float] = (0.2, 1.0)  # area of the random resized crop (RGB); paper: 0.08-1
     gray_crop_scale: tuple[float, float] = (0.5, 1.0)  # digits lose their identity in smaller crops
-    jitter: float = 0.4  # colour-jitter strength (brightness/contrast/saturation), RGB only
+    color_strength: float = 0.5  # s of the colour distortion (jitter 0.8 s); paper: 1.0, CIFAR-10: 0.5 (B.9)
+    hue: bool = False  # hue jitter of up to 0.2 s of a turn, part of the paper's colour distortion
+    blur: bool = False  # Gaussian blur (appendix A); the CIFAR-10 recipe leaves it out (B.9)
     noise_std: float = 0.1  # additive noise in [0, 1] pixel units, single-channel images only
     max_images: int | None = None  # train on a random subset (CPU budgets)
+
+    def __post_init__(self) -> None:
+        self._check_sizes()
+        self._check_optimisation()
+        self._check_augmentation()
+
+    def _check_sizes(self) -> None:
+        for name in ("epochs", "proj_dim"):
+            _check_at_least(name, getattr(self, name), 1)
+        _check_at_least("batch_size", self.batch_size, 2)  # NT-Xent needs another image as negative
+        if self.proj_hidden is not None:
+            _check_at_least("proj_hidden", self.proj_hidden, 1)
+        if self.max_images is not None:
+            _check_at_least("max_images", self.max_images, 2)
+
+    def _check_optimisation(self) -> None:
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("lr_scaling", self.lr_scaling, LR_SCALINGS)
+        _check_at_least("warmup_epochs", self.warmup_epochs, 0)
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(
+                f"warmup_epochs must be below SimCLR's epochs ({self.epochs}), got {self.warmup_epochs}."
+            )
+        for name in ("lr", "temperature", "trust_coefficient"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}.")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"momentum must lie in [0, 1), got {self.momentum}.")
+
+    def _check_augmentation(self) -> None:
+        if not 0.0 <= self.color_strength <= 1.25:  # brightness etc. scale by 1 +- 0.8 s, never below 0
+            raise ValueError(f"color_strength must lie in [0, 1.25], got {self.color_strength}.")
+        for name in ("crop_scale", "gray_crop_scale"):
+            low, high = getattr(self, name)
+            if not 0.0 < low <= high <= 1.0:
+                raise ValueError(f"{name} must be (low, high) with 0 < low <= high <= 1, got {(low, high)}.")
+        if self.noise_std < 0:
+            raise ValueError(f"noise_std must be >= 0, got {self.noise_std}.")
+
+
+def _check_at_least(name: str, value: int, low: int) -> None:
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}.")
 
 
 def nt_xent_loss(z1: Tensor, z2: Tensor, temperature: float = 0.5, labels: Tensor | None = None) -> Tensor:
@@ -119,23 +184,73 @@ def random_resized_crop(x: Tensor, scale: tuple[float, float], flip: bool, gen: 
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
-def color_distort(x: Tensor, strength: float, gen: torch.Generator) -> Tensor:
-    """Brightness, contrast and saturation jitter (p = 0.8), then random grayscale (p = 0.2)."""
-    n, dev = len(x), x.device
+_LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 grey, as torchvision's rgb_to_grayscale
+_RGB_TO_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
+
+
+def _gray(x: Tensor) -> Tensor:
+    return (x * torch.tensor(_LUMA, device=x.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+
+
+def rotate_hue(x: Tensor, turns: Tensor) -> Tensor:
+    """Rotate the hue of RGB images by ``turns`` of a full circle each (one value per image).
+
+    A rotation of the chroma plane in YIQ space: luma is kept exactly, and it is the HSV hue shift of
+    torchvision's ``adjust_hue`` up to the difference between the two colour models.
+    """
+    to_yiq = torch.tensor(_RGB_TO_YIQ, device=x.device)
+    yiq = torch.einsum("ij,njhw->nihw", to_yiq, x)
+    angle = (2 * math.pi * turns).to(x.device).view(-1, 1, 1)
+    cos, sin = angle.cos(), angle.sin()
+    i, q = yiq[:, 1], yiq[:, 2]
+    rotated = torch.stack([yiq[:, 0], i * cos - q * sin, i * sin + q * cos], dim=1)
+    return torch.einsum("ij,njhw->nihw", torch.linalg.inv(to_yiq), rotated)
+
+
+def color_distort(x: Tensor, strength: float, gen: torch.Generator, *, hue: bool = False) -> Tensor:
+    """Appendix A's colour distortion of strength ``s``, on RGB images in [0, 1].
+
+    With p = 0.8: brightness, contrast and saturation factors drawn from ``1 +- 0.8 s`` and, with ``hue``,
+    a hue rotation of up to ``0.2 s`` of a turn; then random grayscale (p = 0.2).
+    """
+    n, dev, jitter = len(x), x.device, 0.8 * strength
 
     def factor() -> Tensor:
-        return _uniform(n, 1 - strength, 1 + strength, gen).to(dev).view(n, 1, 1, 1)
+        return _uniform(n, 1 - jitter, 1 + jitter, gen).to(dev).view(n, 1, 1, 1)
 
     apply = (torch.rand(n, generator=gen) < 0.8).to(dev).view(n, 1, 1, 1)
-    gray = (x * torch.tensor([0.299, 0.587, 0.114], device=dev).view(1, 3, 1, 1)).sum(1, keepdim=True)
     y = x * factor()
     y = (y - y.mean((1, 2, 3), keepdim=True)) * factor() + y.mean((1, 2, 3), keepdim=True)
-    y_gray = (y * torch.tensor([0.299, 0.587, 0.114], device=dev).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    y_gray = _gray(y)
     y = (y - y_gray) * factor() + y_gray
+    if hue:
+        y = rotate_hue(y, _uniform(n, -0.2 * strength, 0.2 * strength, gen))
     x = torch.where(apply, y.clamp(0, 1), x)
     to_gray = (torch.rand(n, generator=gen) < 0.2).to(dev).view(n, 1, 1, 1)
-    gray = (x * torch.tensor([0.299, 0.587, 0.114], device=dev).view(1, 3, 1, 1)).sum(1, keepdim=True)
-    return torch.where(to_gray, gray.expand_as(x), x)
+    return torch.where(to_gray, _gray(x).expand_as(x), x)
+
+
+def gaussian_blur(x: Tensor, sigma: Tensor, radius: int) -> Tensor:
+    """Blur each NCHW image with its own ``sigma``: a separable ``2 radius + 1`` kernel, reflected edges."""
+    if radius < 1:
+        return x
+    n, c, h, w = x.shape
+    offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    kernel = torch.exp(-(offsets**2) / (2 * sigma.to(x).view(-1, 1) ** 2))
+    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, dim=0)  # one per channel map
+    flat = F.pad(x.reshape(1, n * c, h, w), (radius,) * 4, mode="reflect")
+    flat = F.conv2d(flat, kernel.view(n * c, 1, 1, -1), groups=n * c)  # along rows, then columns
+    flat = F.conv2d(flat, kernel.view(n * c, 1, -1, 1), groups=n * c)
+    return flat.view(n, c, h, w)
+
+
+def random_blur(x: Tensor, gen: torch.Generator) -> Tensor:
+    """Appendix A: blur half of the images, sigma ~ U[0.1, 2], the kernel 10% of the image side."""
+    n = len(x)
+    sigma = _uniform(n, 0.1, 2.0, gen)
+    chosen = (torch.rand(n, generator=gen) < 0.5).to(x.device).view(n, 1, 1, 1)
+    radius = (x.shape[-2] // 10) // 2  # the reference code's kernel_size // 2
+    return torch.where(chosen, gaussian_blur(x, sigma, radius), x)
 
 
 def simclr_views(
@@ -143,14 +258,17 @@ def simclr_views(
 ) -> Tensor:
     """One random view of each uint8 NHWC image: normalised float NCHW.
 
-    RGB: resized crop with flip + colour distortion. Single channel: resized crop + Gaussian noise.
+    RGB: resized crop with flip + colour distortion. Single channel: resized crop + Gaussian noise. Then,
+    with ``params.blur``, a random Gaussian blur (before the noise).
     """
     x = images.permute(0, 3, 1, 2).float() / 255.0
     rgb = x.shape[1] == 3
     x = random_resized_crop(x, params.crop_scale if rgb else params.gray_crop_scale, rgb, gen)
     if rgb:
-        x = color_distort(x, params.jitter, gen)
-    elif params.noise_std > 0:
+        x = color_distort(x, params.color_strength, gen, hue=params.hue)
+    if params.blur:
+        x = random_blur(x, gen)
+    if not rgb and params.noise_std > 0:
         x = x + torch.randn(x.shape, generator=gen).to(x.device) * params.noise_std
     return (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
 
@@ -189,6 +307,10 @@ def train_simclr(
     ------
     ValueError
         Non-uint8 or non-NHWC images, or fewer than 2 images per batch.
+
+    Notes
+    -----
+    The learning-rate rule (``lr_scaling``) uses the batch size actually trained, ``min(batch_size, N)``.
     """
     params = params or SimCLRParams()
     if images.dtype != torch.uint8 or images.ndim != 4:
@@ -203,12 +325,9 @@ def train_simclr(
     mean, std = image_stats(images)
     mean, std = mean.to(images.device), std.to(images.device)
     torch.manual_seed(seed)  # the projection head's initialisation
-    head = ProjectionHead(feature_dim, params.proj_dim).to(images.device)
-    opt = torch.optim.Adam(
-        [*encoder.parameters(), *head.parameters()], lr=params.lr, weight_decay=params.weight_decay
-    )
+    head = ProjectionHead(feature_dim, params.proj_dim, params.proj_hidden).to(images.device)
     steps = n // bs  # drop the last partial batch: NT-Xent wants full batches of negatives
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, params.epochs * steps))
+    opt, sched = _optimizer_and_schedule([encoder, head], params, bs, steps)
     encoder.train()
     history = []
     bar = tqdm(total=params.epochs * steps, desc="simclr", disable=not progress, leave=False)
@@ -230,3 +349,21 @@ def train_simclr(
     bar.close()
     encoder.eval()
     return history
+
+
+def _optimizer_and_schedule(
+    modules: list[nn.Module], params: SimCLRParams, batch_size: int, steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, WarmupCosine]:
+    """The optimiser at the batch-scaled learning rate, and its per-step warm-up + cosine schedule."""
+    optimizer = make_optimizer(
+        params.optimizer,
+        [p for module in modules for p in module.parameters()],
+        lr=peak_learning_rate(params.lr, batch_size, params.lr_scaling),
+        weight_decay=params.weight_decay,
+        momentum=params.momentum,
+        trust_coefficient=params.trust_coefficient,
+    )
+    schedule = WarmupCosine(
+        optimizer, params.warmup_epochs * steps_per_epoch, params.epochs * steps_per_epoch
+    )
+    return optimizer, schedule
