@@ -15,14 +15,19 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from torch.func import functional_call
 
 import noisy_labels.methods.meta_weighting as meta_weighting
+from noisy_labels.defaults import lookahead_step
 from noisy_labels.engine import build_experiment, load_config, run_experiment
 from noisy_labels.engine.loop import Batch
-from noisy_labels.meta import WeightGrad
+from noisy_labels.losses import real_and_pseudo_ce
+from noisy_labels.meta import WeightGrad, batch_standardized, weight_grad
 from noisy_labels.methods import get_method_class, list_methods
 from noisy_labels.methods.l2b import l2b_weights
-from shared_settings import MNIST_UNIF60, one_torch_thread, three_epochs_and_two_plus_one
+from noisy_labels.models import create_model
+from shared_settings import MNIST_UNIF60, noisy_blobs, one_torch_thread, three_epochs_and_two_plus_one
 
 META_METHODS = ["l2rw", "mwnet", "mnwnet", "rmnwnet", "l2b"]
 DIGITS = ["dataset=digits", "meta.size=100", "epochs=2", "batch_size=64", "noise.rate=0.4", "quiet=true"]
@@ -163,6 +168,92 @@ def test_l2b_normalisations_and_ablations():
     for norm in ("sigmoid", "softmax"):
         alpha, beta = l2b_weights(grad, normalization=norm, temperature=1.0)
         assert torch.isclose(alpha.sum() + beta.sum(), torch.tensor(1.0)) and alpha[0] > alpha[1]
+
+
+def noisy_blob_meta_gradient(batch_size=32, seed=0):
+    """L2B's meta-gradient (2B terms) on a small noisy batch of a linear model fitted a little, and
+    which of the batch's labels are wrong."""
+    blobs = noisy_blobs(n=600, d=10, noise=0.4, seed=seed)
+    x, y, x_clean, y_clean, true_y = (torch.as_tensor(a) for a in blobs)
+    x, x_clean = x.float(), x_clean.float()
+    torch.manual_seed(seed)
+    model = create_model("linear", num_classes=4, feature_dim=10)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(30):  # off the random start: its meta-gradients say little
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    xb, yb = x[:batch_size], y[:batch_size]
+    result = weight_grad(model, xb, real_and_pseudo_ce(yb), x_clean, y_clean, F.cross_entropy, lr=0.1)
+    return result.grad, yb != true_y[:batch_size]
+
+
+def test_l2b_softmax_on_the_batch_std_scale_tells_mislabelled_samples_apart():
+    """Eq. 14 on the raw values ``lr <grad l, grad L_meta>`` is almost uniform; in batch-std units not."""
+    grad, wrong = noisy_blob_meta_gradient()
+    assert wrong.sum() >= 5
+    ratios = {}
+    for scale, tau in (("raw", 10.0), ("std", 10.0), ("std", 3.0)):
+        alpha, beta = l2b_weights(grad, normalization="softmax", temperature=tau, scale=scale)
+        weights = torch.cat([alpha, beta])
+        ratios[scale, tau] = (weights.max() / weights.min()).item()
+        if scale == "std":
+            assert alpha[wrong].mean() < 0.9 * alpha[~wrong].mean()  # the given label of a wrong one
+    assert ratios["raw", 10.0] < 1.1
+    assert ratios["std", 10.0] > 1.4  # the paper's tau: mild, about +-25% around the mean here
+    assert ratios["std", 3.0] > 2.0
+
+
+def test_l2b_sigmoid_on_the_batch_std_scale_is_not_one_half_everywhere():
+    grad, wrong = noisy_blob_meta_gradient()
+    sig = torch.sigmoid(batch_standardized(-grad))  # eq. 13 before the batch-sum division
+    assert sig.min() < 0.3 and sig.max() > 0.7
+    alpha, _ = l2b_weights(grad, normalization="sigmoid", scale="std")
+    assert alpha[wrong].mean() < 0.5 * alpha[~wrong].mean()
+
+
+@pytest.mark.parametrize("normalization", ["sum", "sigmoid", "softmax"])
+def test_l2b_weights_on_the_std_scale_do_not_depend_on_eta(normalization):
+    grad, _ = noisy_blob_meta_gradient(batch_size=8)
+    weights = [
+        torch.cat(l2b_weights(eta * grad, normalization=normalization, scale="std"))
+        for eta in (1e-4, 1.0, 1e3)
+    ]
+    for w in weights[1:]:
+        torch.testing.assert_close(w, weights[0])
+
+
+def brute_force_l2b_weights(model, x, y, meta_x, meta_y, eta):
+    """Eq. 5 and 7 in float64, independently of the library: ``theta'(eps) = theta - eta * grad(sum_k
+    eps_k l_k)``, raw weights ``-d L_meta(theta'(eps)) / d eps`` at ``eps = 0`` (the paper's eta * lambda
+    folded into ``eta``)."""
+    params = dict(model.named_parameters())
+    buffers = {k: b.clone() for k, b in model.named_buffers()}
+    losses = real_and_pseudo_ce(y)(functional_call(model, (params, buffers), (x,)))
+    eps = torch.zeros_like(losses, requires_grad=True)
+    grads = torch.autograd.grad((eps * losses).sum(), list(params.values()), create_graph=True)
+    ahead = {k: p - eta * g for (k, p), g in zip(params.items(), grads, strict=True)}
+    buffers = {k: b.clone() for k, b in model.named_buffers()}
+    meta_loss = F.cross_entropy(functional_call(model, (ahead, buffers), (meta_x,)), meta_y)
+    return -torch.autograd.grad(meta_loss, eps)[0]
+
+
+@pytest.mark.parametrize("eta", [None, 0.37])
+def test_l2b_eta_scales_the_exact_meta_gradient(eta):
+    """L2B's raw weights (eq. 7) against brute-force float64 autograd; ``eta: null`` is the student's step."""
+    settings = ("l2b.warmup_epochs=0", "l2b.scale=raw", *([f"l2b.eta={eta}"] if eta else []))
+    built, engine = float64_method("l2b", "fast", *settings)
+    expected_eta = eta if eta else lookahead_step(built.optimizer)
+    assert built.lookahead_lr() == expected_eta
+    batch = next(iter(engine.batches()))
+    x, y = batch.x.double(), batch.y
+    meta_x, meta_y = built.ctx.meta_batch()
+    built.ctx.meta_batch = lambda *a, **k: (meta_x, meta_y)
+    raw = -built.meta_gradient(x, real_and_pseudo_ce(y)).grad
+    built.model.train()
+    expected = brute_force_l2b_weights(built.model, x, y, meta_x, meta_y, expected_eta)
+    assert ((raw - expected).norm() / expected.norm()).item() < 1e-8
+    assert expected.abs().max() > 1e-8
 
 
 # ------------------------------------------------------------------------ beats CE on MNIST

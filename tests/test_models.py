@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import types
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -27,14 +28,17 @@ from noisy_labels.models import (
 NUM_CLASSES = 5
 FEATURE_MODELS = {"linear", "mlp"}
 EXTRA_KWARGS = {"torchvision": {"arch": "resnet18"}}  # only listed when torchvision is installed
+# 8x8 is the smallest size most networks here reduce to at least 1x1 before pooling; the 9-layer CNN's
+# unpadded convolutions need 7x7 after its two poolings.
+IMAGE_SIDE = {"cnn9": 28}
 
 
 def _example(name: str) -> tuple[torch.Tensor, dict]:
     """A batch of 2 small inputs for ``name`` and the create_model input arguments that fit it."""
     if name in FEATURE_MODELS:
         return torch.randn(2, 6), {"feature_dim": 6, **EXTRA_KWARGS.get(name, {})}
-    # 8x8 is the smallest size every network here reduces to at least 1x1 before pooling.
-    return torch.randn(2, 3, 8, 8), {"in_channels": 3, **EXTRA_KWARGS.get(name, {})}
+    side = IMAGE_SIDE.get(name, 8)
+    return torch.randn(2, 3, side, side), {"in_channels": 3, **EXTRA_KWARGS.get(name, {})}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny batches, one thread
@@ -90,8 +94,12 @@ def test_functional_call_matches_module(built, train):
     # Cloned buffers, so the functional train-mode call cannot touch the module's running statistics.
     buffers = {k: v.clone() for k, v in model.named_buffers()}
     with torch.no_grad():
+        # Each call from the same RNG state: models with dropout (cnn9) draw the same masks.
+        torch.manual_seed(1)
         expected = model(x)
+        torch.manual_seed(1)
         got = functional_call(model, {**params, **buffers}, (x,))
+        torch.manual_seed(1)
         logits, feats = functional_call(model, {**params, **buffers}, (x,), {"return_features": True})
     torch.testing.assert_close(got, expected)
     torch.testing.assert_close(logits, expected)
@@ -120,6 +128,8 @@ def test_channels_last(built):
     ("name", "expected"),
     [
         ("resnet32", 0.46e6),  # He et al. 2016, Table 6
+        ("resnet18", 11.17e6),  # the CIFAR ResNet-18 of the DivideMix / ELR code
+        ("cnn9", 4.43e6),  # Co-teaching's 9-layer CNN (its reference code: 4.43M with conv biases)
         ("wrn28_10", 36.5e6),  # Zagoruyko & Komodakis 2016, Table 5
         ("preact_resnet18", 11.17e6),  # DivideMix's PreAct ResNet-18
         ("resnet34", 21.28e6),  # CIFAR ResNet-34 with a 3x3 stem
@@ -171,6 +181,86 @@ def test_wide_resnet_parameters_and_dropout():
     torch.testing.assert_close(model(x), model(x))
 
 
+# ---------------------------------------------------------------- the papers' CIFAR networks
+PAPER_CNNS = {"resnet18": 512, "cnn9": 128}  # name -> feature_dim
+
+
+@pytest.mark.parametrize(("name", "feature_dim"), PAPER_CNNS.items())
+def test_paper_cnns_on_a_cifar_batch(name, feature_dim):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10, input_shape=(3, 32, 32)).eval()
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        logits, feats = model.forward_with_features(x)
+    assert model.feature_dim == feature_dim
+    assert logits.shape == (4, 10) and feats.shape == (4, feature_dim)
+
+
+def test_nine_layer_cnn_follows_coteaching_table_3():
+    model = create_model("cnn9", num_classes=10)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [128, 128, 128, 256, 256, 256, 512, 256, 128]
+    assert all(c.kernel_size == (3, 3) for c in convs)
+    assert [c.padding for c in convs[6:]] == [(0, 0)] * 3  # unpadded, as the reference code
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 9
+    slopes = {m.negative_slope for m in model.modules() if isinstance(m, nn.LeakyReLU)}
+    assert slopes == {0.01}
+    drops = [m.p for m in model.modules() if isinstance(m, nn.Dropout2d)]
+    assert drops == [0.25, 0.25]
+    assert sum(isinstance(m, nn.MaxPool2d) for m in model.modules()) == 2
+    mnist_sized = create_model("cnn9", num_classes=10, input_shape=(1, 28, 28))
+    assert mnist_sized(torch.randn(2, 1, 28, 28)).shape == (2, 10)  # the smallest input it takes
+
+
+@pytest.mark.parametrize("name", PAPER_CNNS)
+def test_paper_cnns_under_bf16_autocast_and_channels_last(name):
+    """The CPU recipe of the engine (``bf16_cpu``, channels_last): finite logits near fp32, a backward."""
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10).eval()
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x)
+        model.to(memory_format=torch.channels_last)
+        x_last = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = model(x_last)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), expected, rtol=0.1, atol=0.1 * expected.abs().max().item())
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = F.cross_entropy(model(x_last), torch.arange(4))
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", PAPER_CNNS)
+@pytest.mark.parametrize("method", ["ce", "l2b", "coteaching"])
+def test_paper_cnns_train_one_step_under_the_engine(name, method):
+    """One step of a plain, a functional (meta-gradient: torch.func and forward-mode AD) and a
+    two-network method, with the engine's channels_last and bf16 autocast on the CPU."""
+    from noisy_labels.engine import build_experiment, load_config
+    from noisy_labels.engine.data import prepare_arrays
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
+    labels = np.arange(24) % 4
+    cfg = load_config(
+        None,
+        [f"method={method}", f"model.name={name}", "batch_size=8", "bf16_cpu=true", "quiet=true"]
+        + ([f"{method}.warmup_epochs=0"] if method == "l2b" else []),
+    )
+    data = prepare_arrays(
+        cfg, torch.device("cpu"), images[:16], labels[:16], x_clean=images[16:], y_clean=labels[16:]
+    )
+    run = build_experiment(cfg, device=torch.device("cpu"), data=data)
+    nets = run.method.eval_modules()
+    before = [p.detach().clone() for net in nets for p in net.parameters()]
+    run.method.train_step(next(iter(run.engine.batches())))
+    after = [p.detach() for net in nets for p in net.parameters()]
+    assert all(torch.isfinite(p).all() for p in after)
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
 def test_mlp_options_and_flattened_inputs():
     mlp = MLP(6, 3, hidden=(8, 4), batchnorm=True, dropout=0.1)
     assert mlp.feature_dim == 4
@@ -183,12 +273,16 @@ def test_mlp_options_and_flattened_inputs():
 
 # torch's forward-AD decompositions call the deprecated torch.jit.script when first loaded; not ours.
 @pytest.mark.filterwarnings("ignore:.*torch.jit.script.* is deprecated:DeprecationWarning")
-@pytest.mark.parametrize("name", ["small_cnn", "resnet32"])
-def test_forward_mode_jvp_through_functional_call_in_train_mode(name):
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [("small_cnn", {}), ("resnet32", {}), ("cnn9", {"dropout": 0.0})],  # dropout: one mask for both passes
+)
+def test_forward_mode_jvp_through_functional_call_in_train_mode(name, kwargs):
     # Exact meta-gradients (e.g. MW-Net via one JVP) push dual parameters through a train-mode forward.
     torch.manual_seed(0)
-    model = create_model(name, num_classes=3).double().train()
-    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    model = create_model(name, num_classes=3, **kwargs).double().train()
+    side = IMAGE_SIDE.get(name, 8)
+    x = torch.randn(2, 3, side, side, dtype=torch.float64)
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = dict(model.named_buffers())
     before = {k: v.clone() for k, v in buffers.items()}

@@ -37,7 +37,14 @@ from .teacher import (
     mixed_hessian_backward,
     snapshot,
 )
-from .weighting import L2B_NORMALIZATIONS, l2b_normalize, normalize_sum, rectified_weights
+from .weighting import (
+    L2B_NORMALIZATIONS,
+    L2B_SCALES,
+    batch_standardized,
+    l2b_normalize,
+    normalize_sum,
+    rectified_weights,
+)
 
 #: The two exact meta-gradient paths: forward-mode JVP (``fast``) and the reference double backward.
 META_GRADS = ("fast", "second_order")
@@ -45,10 +52,12 @@ META_GRADS = ("fast", "second_order")
 __all__ = [
     "META_GRADS",
     "L2B_NORMALIZATIONS",
+    "L2B_SCALES",
     "ParamDict",
     "RngState",
     "StudentStep",
     "WeightGrad",
+    "batch_standardized",
     "buffers_of",
     "capture_rng",
     "discounts",

@@ -5,7 +5,8 @@
 * :func:`rectified_weights`: L2RW's ``w = max(-grad, 0) / sum`` (Ren et al., ICML 2018, restated as
   L2B eq. 8-9).
 * :func:`l2b_normalize`: L2B's three normalisations of the raw weights ``-grad``: eq. 9 (``"sum"``),
-  sigmoid (eq. 13) and softmax with temperature (eq. 14).
+  sigmoid (eq. 13) and softmax with temperature (eq. 14), on the raw scale of eq. 7 or in units of the
+  batch's standard deviation (:func:`batch_standardized`; why: :mod:`noisy_labels.methods.l2b`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["L2B_NORMALIZATIONS", "l2b_normalize", "normalize_sum", "rectified_weights"]
+__all__ = [
+    "L2B_NORMALIZATIONS",
+    "L2B_SCALES",
+    "batch_standardized",
+    "l2b_normalize",
+    "normalize_sum",
+    "rectified_weights",
+]
 
 L2B_NORMALIZATIONS = ("sum", "sigmoid", "softmax")
+#: What the sigmoid and softmax of L2B see: eq. 7's values as they are, or in units of their batch std.
+L2B_SCALES = ("raw", "std")
 
 
 def normalize_sum(weights: Tensor) -> Tensor:
@@ -50,7 +60,25 @@ def rectified_weights(grad: Tensor) -> Tensor:
     return normalize_sum(torch.clamp(-grad, min=0.0))
 
 
-def l2b_normalize(grad: Tensor, method: str = "sum", *, temperature: float = 10.0) -> Tensor:
+def batch_standardized(grad: Tensor) -> Tensor:
+    """``grad / std(grad)`` over the batch's terms: unit spread, signs (and zero) kept, no centring.
+
+    Eq. 8's rectification and eq. 13's sigmoid read the sign of a meta-gradient (does up-weighting the
+    term lower the meta loss?), so the values are scaled, not shifted. A batch whose terms are all equal
+    (std 0) is returned unchanged. Written without a host sync.
+
+    Examples
+    --------
+    >>> batch_standardized(torch.tensor([-4.0, 0.0, 0.0, 4.0])).tolist()
+    [-1.4142135381698608, 0.0, 0.0, 1.4142135381698608]
+    """
+    std = grad.std(correction=0)
+    return grad / torch.where(std > 0, std, torch.ones_like(std))
+
+
+def l2b_normalize(
+    grad: Tensor, method: str = "sum", *, temperature: float = 10.0, scale: str = "raw"
+) -> Tensor:
     """L2B's weights from the meta-gradient ``grad`` of all ``K`` terms (real and pseudo), summing to 1.
 
     Parameters
@@ -64,6 +92,10 @@ def l2b_normalize(grad: Tensor, method: str = "sum", *, temperature: float = 10.
         ``'softmax'``: eq. 14, ``softmax(-grad / temperature)`` over all ``K`` terms.
     temperature : float, default=10.0
         Eq. 14's tau; the paper uses 10.
+    scale : {'raw', 'std'}, default='raw'
+        ``'raw'``: the values of eq. 7 as they are. ``'std'``: divided by their standard deviation over
+        the ``K`` terms first (:func:`batch_standardized`), so sigmoid and softmax do not depend on the
+        size of the meta-gradient (eq. 9 does not either way).
 
     Returns
     -------
@@ -76,6 +108,10 @@ def l2b_normalize(grad: Tensor, method: str = "sum", *, temperature: float = 10.
     >>> round(l2b_normalize(torch.tensor([-1.0, 1.0]), "softmax", temperature=1.0)[0].item(), 4)
     0.8808
     """
+    if scale == "std":
+        grad = batch_standardized(grad)
+    elif scale != "raw":
+        raise ValueError(f"unknown L2B scale {scale!r}; use one of {', '.join(L2B_SCALES)}.")
     if method == "sum":
         return rectified_weights(grad)
     if method == "sigmoid":

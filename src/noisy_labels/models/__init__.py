@@ -8,10 +8,11 @@ saved weights (``model.init``, :mod:`.init`).
 """
 
 from .base import Classifier, eval_mode, init_weights
+from .cnn import NineLayerCNN
 from .init import init_backbone, save_encoder
 from .preact_resnet import PreActResNet, PreActResNet18
 from .registry import create_model, list_models, register_model
-from .resnet import ResNet, ResNet32, ResNet34, ResNet50
+from .resnet import ResNet, ResNet18, ResNet32, ResNet34, ResNet50
 from .small import MLP, LinearHead, SmallCNN
 from .teachers import GatedTeacher, LabelCorrector, WeightNet
 from .torchvision_models import torchvision_backbone
@@ -31,7 +32,9 @@ __all__ = [
     "list_models",
     "PreActResNet",
     "PreActResNet18",
+    "NineLayerCNN",
     "ResNet",
+    "ResNet18",
     "ResNet32",
     "ResNet34",
     "ResNet50",

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Classifier", "eval_mode", "init_weights"]
+__all__ = ["Classifier", "conv_bn_act", "eval_mode", "init_weights"]
 
 
 @contextlib.contextmanager
@@ -97,6 +97,22 @@ class Classifier(nn.Module):
 
     def extra_repr(self) -> str:
         return f"feature_dim={self.feature_dim}, num_classes={self.num_classes}"
+
+
+def conv_bn_act(
+    in_channels: int,
+    out_channels: int,
+    activation: nn.Module,
+    *,
+    kernel_size: int = 3,
+    padding: int = 1,
+) -> list[nn.Module]:
+    """Convolution, BatchNorm, activation: the unit of the plain CNNs (no conv bias: BatchNorm shifts)."""
+    return [
+        nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, bias=False),
+        nn.BatchNorm2d(out_channels),
+        activation,
+    ]
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""Post-activation ResNets for 32x32 images: the CIFAR ResNet-32 and CIFAR-adapted ResNet-34/50.
+"""Post-activation ResNets for 32x32 images: the CIFAR ResNet-32 and CIFAR-adapted ResNet-18/34/50.
 
 All use a 3x3 stride-1 stem without max pooling, as 32x32 inputs are too small for ImageNet's 7x7
 stride-2 stem plus pooling, and end with global average pooling, so other input sizes also work.
@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from .registry import register_model
 from .residual import ResidualClassifier
 
-__all__ = ["BasicBlock", "Bottleneck", "ResNet", "ResNet32", "ResNet34", "ResNet50"]
+__all__ = ["BasicBlock", "Bottleneck", "ResNet", "ResNet18", "ResNet32", "ResNet34", "ResNet50"]
 
 Shortcut = Literal["A", "B"]
 
@@ -160,6 +160,22 @@ class ResNet32(ResNet):
             num_classes=num_classes,
             in_channels=in_channels,
             shortcut=shortcut,
+        )
+
+
+@register_model("resnet18")
+class ResNet18(ResNet):
+    """ResNet-18 (He et al., 2016) with a 3x3 stem and no max pooling for 32x32 inputs.
+
+    Stages of 2/2/2/2 basic blocks with 64/128/256/512 channels and 1x1-convolution shortcuts with
+    BatchNorm: the plain (post-activation) CIFAR ResNet-18 of the DivideMix and ELR code bases, about
+    11.17M parameters for 10 classes. ``feature_dim`` is 512. The pre-activation variant is
+    ``preact_resnet18``.
+    """
+
+    def __init__(self, num_classes: int = 10, *, in_channels: int = 3) -> None:
+        super().__init__(
+            BasicBlock, (2, 2, 2, 2), (64, 128, 256, 512), num_classes=num_classes, in_channels=in_channels
         )
 
 
