@@ -1,6 +1,7 @@
 """Settings shared by several test modules (imported by name: pytest puts this folder on sys.path)."""
 
 import contextlib
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -102,3 +103,35 @@ def settings_for(name: str) -> list[str]:
     if not cls.supports_features:
         s += ["dataset_options={form: images}", "model.name=small_cnn", "model.params={}"]
     return s
+
+
+CLOTHING1M_CLASSES = 14
+
+
+def clothing1m_colours() -> list[tuple[int, int, int]]:
+    rng = np.random.default_rng(0)
+    return [tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(CLOTHING1M_CLASSES)]
+
+
+def write_clothing1m(root: Path, per_class: int = 3) -> None:
+    """A tiny Clothing1M tree: class c is a flat colour (``clothing1m_colours()[c]``); of each class's
+    ``3 * per_class`` images a third each trains, is clean training data, and validates and tests."""
+    from PIL import Image
+
+    lines: dict[str, list[str]] = {"noisy": [], "clean": [], "train": [], "ctrain": [], "val": [], "test": []}
+    for c, colour in enumerate(clothing1m_colours()):
+        for i in range(per_class * 3):
+            key = f"images/{c}/{i}.jpg"
+            (root / key).parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (20, 18), colour).save(root / key)
+            role = ("train", "ctrain", "test")[i % 3]
+            lines[role].append(key)
+            noisy = c if i % 2 == 0 else (c + 1) % CLOTHING1M_CLASSES  # half of the noisy labels are wrong
+            lines["noisy"].append(f"{key} {noisy}")
+            lines["clean"].append(f"{key} {c}")
+    (root / "noisy_label_kv.txt").write_text("\n".join(lines["noisy"]) + "\n")
+    (root / "clean_label_kv.txt").write_text("\n".join(lines["clean"]) + "\n")
+    (root / "noisy_train_key_list.txt").write_text("\n".join(lines["train"]) + "\n")
+    (root / "clean_train_key_list.txt").write_text("\n".join(lines["ctrain"]) + "\n")
+    (root / "clean_val_key_list.txt").write_text("\n".join(lines["test"]) + "\n")
+    (root / "clean_test_key_list.txt").write_text("\n".join(lines["test"]) + "\n")

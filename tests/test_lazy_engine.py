@@ -11,36 +11,11 @@ import torch
 
 from noisy_labels.cli import main
 from noisy_labels.engine.lazy import balanced_draw
+from shared_settings import CLOTHING1M_CLASSES as CLASSES
+from shared_settings import clothing1m_colours as _colours
+from shared_settings import write_clothing1m as _write_clothing1m
 
-Image = pytest.importorskip("PIL.Image")
-
-CLASSES = 14
-
-
-def _colours() -> list[tuple[int, int, int]]:
-    rng = np.random.default_rng(0)
-    return [tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(CLASSES)]
-
-
-def _write_clothing1m(root: Path, per_class: int = 3) -> None:
-    """A tiny Clothing1M tree: class c is a flat colour (``_colours()[c]``)."""
-    lines: dict[str, list[str]] = {"noisy": [], "clean": [], "train": [], "ctrain": [], "val": [], "test": []}
-    for c, colour in enumerate(_colours()):
-        for i in range(per_class * 3):
-            key = f"images/{c}/{i}.jpg"
-            (root / key).parent.mkdir(parents=True, exist_ok=True)
-            Image.new("RGB", (20, 18), colour).save(root / key)
-            role = ("train", "ctrain", "test")[i % 3]
-            lines[role].append(key)
-            noisy = c if i % 2 == 0 else (c + 1) % CLASSES  # half of the noisy labels are wrong
-            lines["noisy"].append(f"{key} {noisy}")
-            lines["clean"].append(f"{key} {c}")
-    (root / "noisy_label_kv.txt").write_text("\n".join(lines["noisy"]) + "\n")
-    (root / "clean_label_kv.txt").write_text("\n".join(lines["clean"]) + "\n")
-    (root / "noisy_train_key_list.txt").write_text("\n".join(lines["train"]) + "\n")
-    (root / "clean_train_key_list.txt").write_text("\n".join(lines["ctrain"]) + "\n")
-    (root / "clean_val_key_list.txt").write_text("\n".join(lines["test"]) + "\n")
-    (root / "clean_test_key_list.txt").write_text("\n".join(lines["test"]) + "\n")
+pytest.importorskip("PIL.Image")  # write_clothing1m draws the images with Pillow
 
 
 @pytest.fixture(scope="module")

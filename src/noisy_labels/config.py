@@ -124,6 +124,9 @@ class Config:
     epochs: int = 20
     batch_size: int = 128
     batches_per_epoch: int | None = None  # fixed number of class-balanced batches (Clothing1M protocol)
+    # A few steps of every stage, on a few samples, to check that a config runs before the real run
+    # (noisy_labels.engine.smoke holds every cap); the models, method and recipe stay the config's.
+    smoke: bool = False
     eval_batch_size: int = 128  # CPU convolutions run ~2x faster per sample at 128 than at 1024
     grad_clip: float | None = None
     standardize_features: bool = True

@@ -23,6 +23,7 @@ from .data import prepare_data
 from .distributed import DistInfo
 from .experiment_data import ExperimentData
 from .loop import Engine, resolve_device
+from .smoke import smoke_config
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
@@ -31,10 +32,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def checked_config(tree: dict[str, Any]) -> Config:
-    """:func:`~noisy_labels.config.config_from_dict`, then the method and its sections checked."""
+    """:func:`~noisy_labels.config.config_from_dict`, then the method and its sections checked; with
+    ``smoke: true``, capped to a few steps per stage (:func:`~noisy_labels.engine.smoke.smoke_config`)."""
     cfg = config_from_dict(tree)
     check_methods(cfg)
-    return cfg
+    return smoke_config(cfg, partial(method_params, cfg))
 
 
 def check_methods(cfg: Config) -> None:

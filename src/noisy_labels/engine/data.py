@@ -21,6 +21,7 @@ from ..data.registry import load_dataset
 from ..data.split import make_noisy_split
 from .experiment_data import ExperimentData
 from .lazy import LAZY_DATASETS, prepare_lazy_data
+from .smoke import smoke_split
 
 __all__ = ["ExperimentData", "noise_options", "prepare_arrays", "prepare_data", "stratified_subset"]
 
@@ -91,6 +92,9 @@ def prepare_data(cfg: Config, device: torch.device, *, corrupt_meta: bool) -> Ex
     )
     record = split.noise.to_dict()
     record["meta_corrupted"] = bool(corrupt_meta and split.meta is not None)
+    test = bundle.test
+    if cfg.smoke:  # after the noise: the kept samples carry the labels the full run would give them
+        split, test = smoke_split(split, test, seed=cfg.seed)
     return _assemble(
         cfg,
         device,
@@ -99,8 +103,8 @@ def prepare_data(cfg: Config, device: torch.device, *, corrupt_meta: bool) -> Ex
         train_clean_y=split.train_clean_labels,
         meta_x=split.meta.x if split.meta is not None else None,
         meta_y=split.meta.y if split.meta is not None else None,
-        test_x=bundle.test.x if bundle.test is not None else None,
-        test_y=bundle.test.y if bundle.test is not None else None,
+        test_x=test.x if test is not None else None,
+        test_y=test.y if test is not None else None,
         classes=bundle.train.classes,
         noise_record=record,
         train_index=split.train_index,

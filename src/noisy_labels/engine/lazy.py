@@ -29,6 +29,7 @@ from .._validation import check_choice
 from ..config import Config, ConfigError
 from ..data.lazy import ImageListDataset, load_clothing1m, load_webvision_mini, read_image
 from .experiment_data import ExperimentData
+from .smoke import smoke_rows
 
 LAZY_DATASETS = ("clothing1m", "webvision_mini")
 _STATS_SAMPLE = 500  # images read to estimate the per-channel mean and std
@@ -86,16 +87,7 @@ class LazyImages:
 
     def subset(self, index: np.ndarray) -> LazyImages:
         """The images at ``index``, still lazy."""
-        picked = ImageListDataset(
-            [self.dataset.paths[i] for i in index],
-            self.dataset.labels[index],
-            self.dataset.classes,
-            image_size=self.dataset.image_size,
-            resize=self.dataset.resize,
-            mode=self.dataset.mode,
-            name=self.dataset.name,
-        )
-        return LazyImages(picked, self.device, self.threads)
+        return LazyImages(listed_subset(self.dataset, index), self.device, self.threads)
 
     def channel_stats(self, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel pixel mean and std in [0, 1] units, from a seeded sample of the images."""
@@ -103,6 +95,19 @@ class LazyImages:
         sample = rng.choice(len(self), size=min(_STATS_SAMPLE, len(self)), replace=False)
         pixels = self.read(np.sort(sample)).reshape(-1, self.shape[-1]).double().numpy() / 255.0
         return pixels.mean(0), pixels.std(0) + 1e-8
+
+
+def listed_subset(dataset: ImageListDataset, index: np.ndarray) -> ImageListDataset:
+    """The images of a listing at ``index``, with the listing's decoding options."""
+    return ImageListDataset(
+        [dataset.paths[i] for i in index],
+        dataset.labels[index],
+        dataset.classes,
+        image_size=dataset.image_size,
+        resize=dataset.resize,
+        mode=dataset.mode,
+        name=dataset.name,
+    )
 
 
 def balanced_draw(labels: np.ndarray, size: int, num_classes: int, seed: int) -> np.ndarray:
@@ -147,11 +152,16 @@ def prepare_lazy_data(cfg: Config, device: torch.device) -> ExperimentData:
     if cfg.train_subset is not None:
         raise ConfigError(f"train_subset is not supported for {cfg.dataset}; use batches_per_epoch.")
     train, trusted, test = load_lazy_splits(cfg)
-    train_x = LazyImages(train, device)
+    train_index = np.arange(len(train))
     meta_x = meta_y = None
     meta_index = np.zeros(0, dtype=np.int64)
     if trusted is not None and cfg.meta.size:
         meta_index = balanced_draw(trusted.labels, cfg.meta.size, trusted.num_classes, cfg.seed)
+    if cfg.smoke:
+        train_index, meta_index, test = _smoke_listings(train, trusted, meta_index, test, seed=cfg.seed)
+        train = listed_subset(train, train_index)
+    train_x = LazyImages(train, device)
+    if trusted is not None and len(meta_index):
         meta_x = LazyImages(trusted, device).subset(meta_index)
         meta_y = torch.as_tensor(trusted.labels[meta_index]).to(device)
     mean, std = train_x.channel_stats(cfg.seed)
@@ -169,6 +179,22 @@ def prepare_lazy_data(cfg: Config, device: torch.device) -> ExperimentData:
         mean=torch.as_tensor(mean, dtype=torch.float32).to(device),
         std=torch.as_tensor(std, dtype=torch.float32).to(device),
         noise_record={"protocol": "real", "dataset": cfg.dataset},
-        train_index=np.arange(len(train)),
+        train_index=train_index,
         meta_index=meta_index,
     )
+
+
+def _smoke_listings(
+    train: ImageListDataset,
+    trusted: ImageListDataset | None,
+    meta_index: np.ndarray,
+    test: ImageListDataset | None,
+    *,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray, ImageListDataset | None]:
+    """A smoke run's rows (:func:`~.smoke.smoke_rows`): training positions, trusted positions, test set."""
+    meta_labels = trusted.labels[meta_index] if trusted is not None and len(meta_index) else None
+    rows = smoke_rows(len(train), meta_labels, None if test is None else len(test), seed=seed)
+    kept_meta = meta_index if rows.meta is None else meta_index[rows.meta]
+    kept_test = test if test is None or rows.test is None else listed_subset(test, rows.test)
+    return rows.train, kept_meta, kept_test
