@@ -151,9 +151,9 @@ MISS_NOTES = {
     " (c07fefc; the gate `w` alone ranked at AUC 0.714 on `aggre`, 0.518 on MNIST). `aggre` (9% noisy),"
     " seed 0: 0.832, from a gate that barely separates (mean 0.91 on clean samples, 0.86 on noisy ones)"
     " and a teacher classifier trained on the 1,000 clean samples (its own probability of the given label"
-    " ranks at 0.876; the student's, trained on all 50,000, at 0.910): at low noise the teacher's disagreements with a given"
-    " label are as often its errors as label errors. MNIST: the student's clean-batch term (the clean set's"
-    " share, 0.5 here) lifts the accuracy from 92.0% to 96.3%."
+    " ranks at 0.876; the student's, trained on all 50,000, at 0.910): at low noise the teacher's"
+    " disagreements with a given label are as often its errors as label errors. MNIST: the student's"
+    " clean-batch term (the clean set's share, 0.5 here) lifts the accuracy from 92.0% to 96.3%."
     + MNIST_CLEAN_SHARE
     + " "
     + TEACHER_AT_HIGH_NOISE,
