@@ -52,6 +52,7 @@ class SmokeCaps:
             "meta_batch_size": 8,  # trusted batches: at most the smoke batch
             "simclr_epochs": 1,  # DMLP stage 1
             "simclr_max_images": 8,  # one SimCLR step of 16 views
+            "simclr_warmup_epochs": 0,  # SimCLR's warm-up must end before its (capped) epochs
             "epochs": 2,  # DMLP's purifier (the only method parameter of that name)
             "exchange_every": 1,  # so that the purifier's label exchange (eq. 9) runs
         }
