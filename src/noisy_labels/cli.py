@@ -147,6 +147,12 @@ def _command(sub, func: Callable[[argparse.Namespace], None]) -> argparse.Argume
     return p
 
 
+RESUME_HELP = (
+    "continue the run in --out from its last checkpoint; --set may change only epochs, quiet, "
+    "checkpoint_every"
+)
+
+
 def _add_run_parsers(sub) -> None:
     _command(sub, cmd_methods)
     p = _command(sub, cmd_run)
@@ -155,12 +161,7 @@ def _add_run_parsers(sub) -> None:
         "--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. noise.rate=0.8"
     )
     p.add_argument("--out", help="run directory (same as --set out=DIR)")
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out from its last checkpoint; --set may change only epochs, quiet, "
-        "checkpoint_every",
-    )
+    p.add_argument("--resume", action="store_true", help=RESUME_HELP)
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p = _command(sub, cmd_demo)
     p.add_argument("--out", default="runs/demo")
