@@ -134,17 +134,16 @@ class BatchPreparer:
         """The view's part beyond ``weak`` on float images in [0, 1]."""
         if view == "cutout_jitter":
             return cutout_jitter(x, generator)
-        if view == "autoaugment":
-            choice = torch.randint(0, len(self._autoaugment), (len(x),), generator=generator)
-            with global_rng_from(generator, x.device):
-                return apply_per_image(x, choice, self._autoaugment)
-        if view == "randaugment":
-            ops = self._randaugment
-            choices = torch.randint(0, len(ops), (len(x), self.randaugment_ops), generator=generator)
-            with global_rng_from(generator, x.device):
-                for step in range(self.randaugment_ops):
-                    x = apply_per_image(x, choices[:, step], ops)
+        if view not in ("autoaugment", "randaugment"):
             return x
+        # AutoAugment: one of its sub-policies per image; RandAugment: N of its operations per image
+        ops, draws = (
+            (self._autoaugment, 1) if view == "autoaugment" else (self._randaugment, self.randaugment_ops)
+        )
+        choices = torch.randint(0, len(ops), (len(x), draws), generator=generator)
+        with global_rng_from(generator, x.device):
+            for step in range(draws):
+                x = apply_per_image(x, choices[:, step], ops)
         return x
 
     @cached_property
