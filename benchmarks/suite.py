@@ -122,7 +122,7 @@ RECIPES: dict[tuple[str, str], list[str]] = {
     },
     ("mnist", "emlc"): ADAM_MNIST,
     ("mnist", "mlc"): ["mlc.student_clean_weight=0.5"],
-    ("mnist", "flywheel"): [*ADAM_MNIST, "flywheel.cr_lambda=1"],
+    ("mnist", "flywheel"): [*ADAM_MNIST, "flywheel.cr_lambda=1", "flywheel.cr_ramp_epochs=0"],
 }
 CE_CONFIG = {"cifar10_features": "cifar10_features_ce_sym50.yaml", "mnist": "mnist_coteaching_sym50.yaml"}
 # The reference rows: ours, and the outside peer (cleanlab, a benchmark-only dependency; run last).

@@ -316,3 +316,20 @@ def test_dmlp_trains_on_the_purifiers_hard_labels_with_keep_given(tmp_path, feat
     out2, _ = _run(tmp_path / "b", feature_file, "--set", "dmlp.keep_given=0.001")
     given = np.load(out2 / "split.npz")["noisy_labels"]
     assert (np.load(out2 / "corrected_labels.npy") != given).mean() < (corrected != given).mean()
+
+
+def test_dmlp_x_assumes_the_noise_rate_estimated_for_the_purified_labels(feature_file):
+    """DMLP-Co-teaching forgets the estimated share of wrong purified labels, not the given labels' 60%."""
+    from noisy_labels.engine import build_experiment, load_config
+
+    sets = {**FAST_RUN, "dataset": feature_file, "noise.rate": 0.6, "meta.size": 300}
+    sets["dmlp.then"] = "coteaching"
+    run = build_experiment(load_config(None, [f"{key}={value}" for key, value in sets.items()]))
+    dmlp, ctx = run.method, run.ctx
+    purified_error = (dmlp.purified != ctx.true_labels.to(dmlp.purified.device)).float().mean().item()
+    nominal = ctx.assumed_noise_rate()
+    assert nominal > 0.4  # the given labels: 60% redrawn among the 4 classes
+    assert dmlp.inner.forget_rate == pytest.approx(dmlp.purified_noise_rate)
+    assert abs(dmlp.inner.forget_rate - purified_error) < 0.06
+    assert abs(dmlp.inner.forget_rate - nominal) > 0.25
+    assert dmlp.inner.ctx.assumed_noise() == (ctx.assumed_noise()[0], dmlp.purified_noise_rate)

@@ -146,3 +146,20 @@ def test_purify_summary_records_the_calibration(low_noise, tmp_path):
     written = json.loads((tmp_path / "summary.json").read_text())
     assert set(written["calibration"]) >= {"threshold", "noise_rate", "expected_gain", "probes"}
     assert summary["changed"] == int((res.hard_labels != noisy).sum())
+
+
+@pytest.mark.parametrize("fixture", ["low_noise", "high_noise"])
+def test_estimated_error_of_the_purified_labels_matches_their_true_error(fixture, request):
+    """The probes, weighted by the training set's share of wrong given labels, estimate its purified-label
+    error (what DMLP-X's inner method then assumes); 88 probes here, so within a binomial spread."""
+    x, noisy, xv, yv, clean = request.getfixturevalue(fixture)
+    given_error = (noisy != clean).mean()
+    result = DMLPPurifier(**FAST).fit(x, noisy, xv, yv, noise_rate=given_error)
+    true_error = (result.hard_labels != clean).mean()
+    assert result.estimated_error is not None and abs(result.estimated_error - true_error) < 0.06
+    if fixture == "high_noise":
+        assert given_error - result.estimated_error > 0.35
+    paper = DMLPPurifier(**FAST, relabel="always").fit(x, noisy, xv, yv)  # the classifier's clean error
+    assert paper.estimated_error is not None
+    assert abs(paper.estimated_error - (paper.hard_labels != clean).mean()) < 0.04
+    assert DMLPPurifier(**FAST, keep_given=0.1).fit(x, noisy, xv, yv).estimated_error is None

@@ -321,6 +321,32 @@ def test_student_clean_term_defaults_to_the_clean_sets_share(setting, expected):
     assert built.params.student_clean_weight == pytest.approx(share if expected == "share" else expected)
 
 
+@pytest.mark.parametrize("method", ["emlc", "mlc"])
+def test_a_student_trained_on_the_clean_set_is_selected_on_a_held_out_share(method):
+    """Selecting on samples the student fits would favour memorisation: 20% of the meta set selects only."""
+    run = build_experiment(load_config(None, [*DIGITS, f"method={method}", f"{method}.select_by_clean=true"]))
+    built, full_y = run.method, run.data.meta_y
+    held_x, held_y = built.selection_set
+    kept_x, kept_y = built.ctx.meta_set()  # what the student, the teacher and the meta-gradient draw from
+    assert len(held_y) == 20 and len(kept_y) == 80 and len(held_x) == 20 and len(kept_x) == 80
+    counts = torch.bincount(torch.cat([held_y, kept_y]), minlength=10)
+    assert torch.equal(counts, torch.bincount(full_y, minlength=10))
+    rows = {tuple(r.tolist()) for r in kept_x}
+    assert not any(tuple(r.tolist()) in rows for r in held_x)  # disjoint
+    assert len(built.ctx.meta_batch(500)[1]) == 80
+    assert built.on_epoch_end(0)["clean_acc"] * 20 % 1 == pytest.approx(0, abs=1e-5)  # scored on the 20
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [[], ["emlc.select_by_clean=true", "emlc.student_clean_weight=0"], ["emlc.selection_holdout=0"]],
+)
+def test_the_whole_meta_set_trains_unless_the_student_is_both_trained_and_selected_on_it(settings):
+    run = build_experiment(load_config(None, [*DIGITS, "method=emlc", *settings]))
+    assert run.method.selection_set is None
+    assert torch.equal(run.method.ctx.meta_set()[1], run.data.meta_y)
+
+
 @pytest.mark.parametrize("steps", [1, 3])
 def test_fpmg_and_second_order_train_identically(steps):
     runs = []

@@ -341,6 +341,7 @@ def test_beats_ce_and_a_broken_cycle(tmp_path):
     assert full["cleanness_auc"] > 0.9 and full["label_acc"] > 0.85
     history = [json.loads(x) for x in (tmp_path / "flywheel" / "metrics.jsonl").read_text().splitlines()]
     assert all("cleanness_auc" in r and "label_acc" in r for r in history)  # reported every epoch
+    assert all(0 < r["train_g_acc"] <= 1 and 0.1 <= r["train_g_top_class"] <= 1 for r in history)  # g's state
 
 
 def test_resume_matches_an_uninterrupted_run(tmp_path):
@@ -366,9 +367,12 @@ def test_plot_transition_writes_a_png(tmp_path):
 
 
 @pytest.mark.parametrize(("cr_lambda", "wrong_beats_uniform"), [(1.0, False), (3.0, True)])
-def test_default_cr_weight_never_rewards_confidence_in_a_wrong_class(cr_lambda, wrong_beats_uniform):
-    """Issue 18: eq. 8 with the paper's lambda = 3 scores a confidently wrong prediction far below the
-    uniform guess (the basin the small CNN collapsed into); the default lambda = 1 never does."""
+def test_the_papers_cr_weight_is_ramped_in_as_it_rewards_confidence_in_a_wrong_class(
+    cr_lambda, wrong_beats_uniform
+):
+    """Issues 18 and 21: eq. 8 with the paper's lambda = 3 scores a confidently wrong prediction far below
+    the uniform guess (the basin a fresh small CNN fell into at once); lambda = 1 never does. The default
+    reaches 3 through a ramp, so g is past the warm-up's state when the basin deepens."""
     k = 10
     prior = torch.full((k,), 1.0 / k, dtype=torch.float64)
     label = torch.tensor([0])
@@ -378,4 +382,4 @@ def test_default_cr_weight_never_rewards_confidence_in_a_wrong_class(cr_lambda, 
     loss_wrong = main_loss(confident_wrong, label, prior, cr_lambda)
     loss_uniform = main_loss(uniform, label, prior, cr_lambda)
     assert bool(loss_wrong < loss_uniform) is wrong_beats_uniform
-    assert fw.FlywheelParams().cr_lambda == 1.0
+    assert fw.FlywheelParams().cr_lambda == 3.0 and fw.FlywheelParams().cr_ramp_epochs > 0

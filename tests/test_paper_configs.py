@@ -17,6 +17,7 @@ import pytest
 from noisy_labels.data.noise import PROTOCOLS, apply_noise
 from noisy_labels.data.registry import KNOWN_DATASETS
 from noisy_labels.engine import load_config
+from noisy_labels.engine.build import method_params
 from noisy_labels.engine.lazy import LAZY_DATASETS
 from noisy_labels.models import list_models
 
@@ -86,6 +87,15 @@ def test_paper_config_is_runnable_and_documented(path):
     text = path.read_text()
     assert text.startswith("#"), f"{path.name}: open with a comment naming the paper, table and number"
     assert f"configs/{path.name}" in PAPERS.read_text(), f"{path.name} is not on benchmarks/PAPERS.md"
+
+
+@pytest.mark.parametrize("path", [p for p in PAPER_CONFIGS if "_emlc_" in p.name], ids=lambda p: p.name)
+def test_emlc_paper_configs_keep_the_gate_bce_and_select_a_student_not_trained_on_the_clean_set(path):
+    """Eq. 12's BCE on half-corrupted clean batches is part of EMLC (sec. 3.6); the clean set selects the
+    student (sec. 4.1), which the paper trains on the teacher's labels alone (eq. 6)."""
+    params = method_params(load_config(path), "emlc")
+    assert params.bce_weight > 0 and params.injection != "none" and params.corrupt_fraction == 0.5
+    assert params.select_by_clean and params.student_clean_weight == 0
 
 
 def test_every_paper_config_has_a_command():

@@ -6,8 +6,10 @@ loop, the run's config or its data container. Through the context a method build
 optimisers (on the device, DDP-wrapped under ``torchrun``, on the schedule), takes optimisation steps
 (AMP, clipping), prepares augmentation views, draws trusted batches, runs a network over a whole stored
 set, and reads the training labels it should train on (:meth:`TrainingContext.with_train_labels` gives
-an inner method other labels: DMLP-X). Every network starts from the weights ``model.init`` names, or
-those a method gives for it (EMLC sec. 4.1: student and teacher from the same SimCLR weights).
+an inner method other labels and their noise rate: DMLP-X) and the trusted samples it may use
+(:meth:`TrainingContext.with_meta_holdout` keeps a share out: EMLC's selection set). Every network starts
+from the weights ``model.init`` names, or those a method gives for it (EMLC sec. 4.1: student and teacher
+from the same SimCLR weights).
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..config import Config, OptimConfig
+from ..data.split import clean_meta_split
 from ..meta.functional import unwrap
 from ..models import Classifier, create_model
 from ..models.init import SCRATCH, WeightsSource, init_backbone
@@ -67,6 +71,7 @@ class TrainingContext:
         self._assumed_noise = assumed_noise
         self._data = data
         self._train_labels = data.train_y
+        self._meta: tuple[Any, torch.Tensor] | None = None  # a view's part of the trusted set
         self._model_init: WeightsSource | None = cfg.model.init
         self._method_params = method_params
         self.device = device
@@ -156,7 +161,10 @@ class TrainingContext:
         return self._train_labels
 
     def meta_set(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The whole trusted (meta) set: stored samples and labels (see :meth:`meta_batch` for a batch)."""
+        """The trusted (meta) set: stored samples and labels (see :meth:`meta_batch` for a batch); a view
+        of :meth:`with_meta_holdout` has the part left after the holdout."""
+        if self._meta is not None:
+            return self._meta
         x, y = self._data.meta_x, self._data.meta_y
         if x is None or y is None:
             raise RuntimeError(f"method {self._cfg.method!r} needs a meta set: set meta.size > 0.")
@@ -172,11 +180,38 @@ class TrainingContext:
         """Positions of the training and meta samples in the data set before the meta split."""
         return self._data.train_index, self._data.meta_index
 
-    def with_train_labels(self, labels: torch.Tensor) -> TrainingContext:
-        """The same context (clock, generator, schedule) whose :attr:`train_labels` are ``labels``."""
+    def with_train_labels(self, labels: torch.Tensor, *, noise_rate: float | None = None) -> TrainingContext:
+        """The same context (clock, generator, schedule) whose :attr:`train_labels` are ``labels``.
+
+        ``noise_rate``: the share of wrong labels among ``labels``, which :meth:`assumed_noise_rate` and
+        :meth:`assumed_noise` then give (with the run's protocol) in place of the given labels' rate, so
+        an inner method keys its settings to the labels it trains on (DMLP-X: the purified labels).
+        """
         view = copy.copy(self)  # shares the clock, generator, scaler and scheduled optimisers
         view._train_labels = labels
+        if noise_rate is not None:
+            view._assumed_noise = NoiseAssumption(self.assumed_noise()[0], noise_rate)
         return view
+
+    def with_meta_holdout(self, share: float) -> tuple[TrainingContext, tuple[torch.Tensor, torch.Tensor]]:
+        """Split the trusted set in two: a view whose :meth:`meta_set` and :meth:`meta_batch` keep the rest,
+        and the held-out ``share`` (samples, labels), class-balanced as the meta split, for a use the view's
+        training never sees (EMLC / MLC: selecting the student when it also trains on the trusted set).
+
+        The split depends on the seed alone, so a resumed run holds out the same samples.
+        """
+        x, y = self.meta_set()
+        labels = y.cpu().numpy()
+        size = max(self.num_classes, round(share * len(labels)))
+        if len(labels) - size < self.num_classes:
+            raise ValueError(
+                f"holding out {size} of the {len(labels)} trusted samples leaves fewer than one per class; "
+                "lower the share or enlarge meta.size."
+            )
+        held, kept = clean_meta_split(labels, size=size, num_classes=self.num_classes, seed=self.seed)
+        view = copy.copy(self)
+        view._meta = (_rows(x, kept), y[torch.as_tensor(kept, device=y.device)])
+        return view, (_rows(x, held), y[torch.as_tensor(held, device=y.device)])
 
     def with_model_init(self, source: WeightsSource | None) -> TrainingContext:
         """The same context whose networks start from ``source`` instead of ``model.init`` (DMLP-X*: the
@@ -351,6 +386,12 @@ class TrainingContext:
             with self.autocast():
                 outs.append(fn(self.prepare(raw[start : start + size], view)).float())
         return torch.cat(outs)
+
+
+def _rows(x: Any, index: np.ndarray) -> Any:
+    """``x[index]`` of a stored set: a tensor, or lazily decoded images (whose ``subset`` stays lazy)."""
+    subset = getattr(x, "subset", None)
+    return subset(index) if subset is not None else x[torch.as_tensor(index, device=x.device)]
 
 
 def _make_preparer(cfg: Config, data: ExperimentData, channels_last: bool) -> BatchPreparer:

@@ -47,9 +47,10 @@ microsoft/MLC for MLC):
   draws it uniformly among the *other* classes (the reference draws among all, so some "corrupted"
   labels are right and counted clean); ``adversarial`` takes the teacher classifier's highest-scoring
   wrong class (the reference's default); ``mixed`` picks one of the two per sample; ``none`` turns BCE off
-  (the reference's CIFAR runs, per ../shared/research/reference-implementations.md; the code version we
-  read always applies ``adversarial``). The gate's BCE also trains the feature extractor (the reference
-  passes the features with their graph).
+  (an ablation: reference-implementations.md notes CIFAR runs without it, but the code version we read
+  always applies ``adversarial``). The paper configs keep eq. 12's BCE on with ``adversarial``, the
+  strategy sec. 3.6 proposes: the injection is part of the method. The gate's BCE also trains the feature
+  extractor (the reference passes the features with their graph).
 * Teacher optimisers, on the student's LR schedule: EMLC's defaults are the reference's, the config's
   optimiser (SGD there) at the student's lr without momentum; MLC's are Adam (its code: Adam with
   amsgrad) at lr 3e-4 (its code's default 3e-5 goes with an Adam student at 3e-4) without weight decay.
@@ -58,7 +59,8 @@ microsoft/MLC for MLC):
   a clean batch. Both references add that clean term (not in EMLC's paper); MLC's code in its default
   ``hmlc_K_mix`` mode, on half of each clean batch weighted by batch size, i.e. 0.5 next to the soft
   term: MLC's default is 0.5; EMLC's the clean set's share of the training set, ``n_clean / n_train``
-  (a clean sample then weighs as much as a noisy one per epoch; its paper configs set the reference's 1).
+  (a clean sample then weighs as much as a noisy one per epoch). The paper configs set 0: the paper's
+  student learns from the teacher's soft labels alone (eq. 6) and the clean set selects it (sec. 4.1).
   Measured (defaults, seed 0). MLC: on MNIST 3k with the small CNN, sym. 50%, the soft labels alone
   trained the student to one class (10.9%; its teacher starts from a random network and has no gate),
   with 0.5 it reached 94.8% (CE 93.9%); on the CIFAR-10 features, uniform 80% 70.7 -> 71.4%, ``aggre``
@@ -86,8 +88,15 @@ microsoft/MLC for MLC):
   gate, trained on 1,000 clean samples with a few injected errors, barely separates (mean 0.91 clean
   against 0.86 noisy at ``aggre``) while the teacher's classifier does.
 * Student selection (sec. 4.1: "the student model when its validation score is the highest"): after each
-  epoch the student's accuracy on the whole meta set is logged as ``train_clean_acc``; with
+  epoch the student's accuracy on the selection set is logged as ``train_clean_acc``; with
   ``select_by_clean`` the engine evaluates (and so reports) the student of the best such accuracy so far.
+  The selection set is the whole meta set unless the student also trains on it (``student_clean_weight >
+  0``, the references' extra term): a selection on samples the student fitted favours memorisation, so a
+  class-balanced ``selection_holdout`` share of the meta set (default 0.2) is then kept out of all
+  training (student, teacher, meta-gradient) and selects alone
+  (:meth:`~noisy_labels.engine.context.TrainingContext.with_meta_holdout`). No library default selects
+  (``select_by_clean`` false), so the holdout changes no default run; the EMLC paper configs train no
+  student on the clean set, the MLC paper config (both on) holds out.
 * MLC's teacher: label embedding 64 and two tanh hidden layers of 128 (the MLC code's defaults; PyTorch's
   initialisation instead of its Xavier one); MLC's k-step accumulation (its ``gradient_steps``, with a
   data-dependent discount) is not implemented: one step, as EMLC's paper compares.
@@ -196,14 +205,24 @@ class TeacherStudent(Method):
     requires_meta = True
 
     def setup(self) -> None:
-        super().setup()
         p = self.params
+        self.selection_set: tuple[Tensor, Tensor] | None = None  # trusted samples kept for selection only
+        if self.holds_out_selection():
+            self.ctx, self.selection_set = self.ctx.with_meta_holdout(p.selection_holdout)
+        super().setup()
         # Latest teacher outputs per training sample (tensors, so checkpoints restore them).
         self.sample_cleanness = self.ctx.sample_state(1.0)
         self.sample_corrected = self.ctx.train_labels.clone().to(self.ctx.device)
         if p.select_by_clean:
             self.selected = copy.deepcopy(self.ctx.unwrap(self.model))
             self.best_clean_acc = torch.tensor(-1.0)
+
+    def holds_out_selection(self) -> bool:
+        """Whether a share of the trusted set selects the student and nothing else: when the student also
+        trains on that set (a selection on samples it fitted would favour memorisation)."""
+        p = self.params
+        trains_on_clean = p.student_clean_weight is None or p.student_clean_weight > 0  # None: a share > 0
+        return p.select_by_clean and trains_on_clean and p.selection_holdout > 0
 
     def new_teacher_optimizer(self, params) -> torch.optim.Optimizer:
         """The teacher's optimiser: the config's, with the method's overrides, on the LR schedule."""
@@ -239,9 +258,10 @@ class TeacherStudent(Method):
         return weight * F.cross_entropy(self.model(x), y)
 
     def on_epoch_end(self, epoch: int) -> dict[str, Tensor]:
-        """The student's meta-set accuracy (logged as ``train_clean_acc``), and the clean-set selection."""
+        """The student's accuracy on the selection set (the held-out share, else the whole meta set; logged
+        as ``train_clean_acc``), and the clean-set selection."""
         ctx = self.ctx
-        meta_x, meta_y = ctx.meta_set()
+        meta_x, meta_y = self.selection_set or ctx.meta_set()
         with eval_mode(self.model):
             logits = ctx.predict(self.model, meta_x)
         acc = (logits.argmax(1) == meta_y.to(logits.device)).float().mean()
@@ -277,9 +297,14 @@ class TeacherParams:
     # training set, so a clean sample weighs as much as a noisy one per epoch (see the module docstring)
     student_clean_weight: float | None = None
     select_by_clean: bool = False  # evaluate the student of the best meta-set accuracy (EMLC sec. 4.1)
+    # share of the meta set kept out of all training and used only for select_by_clean, when the student
+    # also trains on the meta set (student_clean_weight > 0); 0: select on the samples it trains on
+    selection_holdout: float = 0.2
 
     def __post_init__(self) -> None:
         check_choice("meta_loss", self.meta_loss, META_LOSSES)
+        if not 0.0 <= self.selection_holdout < 1.0:
+            raise ValueError(f"selection_holdout must be in [0, 1), got {self.selection_holdout}.")
         if self.teacher_optim is not None:
             check_choice("teacher_optim", self.teacher_optim, ("sgd", "adam", "adamw"))
 

@@ -5,8 +5,8 @@ A main network ``g`` tells clean labels from corrupted ones, an auxiliary networ
 
 * main E-step (eq. 4): cleanness ``q_i = q(s_i = 1)`` from ``gamma``, ``g(x_i)[y~_i]`` and ``eps_i``;
 * main M-step: ``gamma = mean q`` (eq. 6); ``g`` trained on the resampled labels ``y^_i = argmax f(x_i)``
-  with the confidence regulariser, ``CE + lambda * eta`` (eq. 8-9; the paper's lambda = 3, default 1:
-  see CR below);
+  with the confidence regulariser, ``CE + lambda * eta`` (eq. 8-9; the paper's lambda = 3, reached by
+  default through a ramp: see CR below);
 * auxiliary E-step (eq. 11): targets ``q_i(y) = q_i e_{y~_i} + (1 - q_i) f(x_i)``, ``f`` averaged over two
   weak augmentations;
 * auxiliary M-step: ``f`` trained with soft CE on ``q_i(y)`` under MixUp (eq. 13) plus ``alpha * L_con`` on
@@ -40,19 +40,28 @@ Choices the paper leaves open (all documented, most switchable in ``FlywheelPara
   76.1 -> 76.1% (1 -> 2 epochs; 6 epochs: sym. 80% 56.2%, uniform 80% 72.4%).
 * **CR** (eq. 9): expectation under the empirical marginal of ``y^`` (``cr_prior="empirical"``; Lemma 1
   assumes uniform labels, ``"uniform"``); ``log(softmax + 1e-8)`` as in the CORES^2 code, since the
-  regulariser is unbounded below otherwise. Full ``lambda`` from the first cycle; ``cr_ramp_epochs``
-  ramps it linearly instead (as CORES^2 ramps its weight).
-  **Default ``lambda = 1``, not the paper's 3** (the paper configs set 3). A prediction confident in a
-  wrong class ``j`` (the others near the floor, ``-log`` of it ``L`` ~ 18) scores about ``L (1 - lambda
-  (1 - pi_j))`` against ``(1 - lambda) ln K`` for the uniform guess: for ``lambda <= 1`` it is never
-  better, for ``lambda = 3`` it is about ``-30`` against ``-4.6`` (``K = 10``), a deep basin that rewards
-  confidence in *any* class.
-  Measured (defaults, seed 0): on 3k MNIST images with the small CNN (BatchNorm), sym. 50%, ``g``
-  collapsed with ``lambda = 3`` (best 69.3% at epoch 3, last 9.7%; with Adam and a warm-up that reached
-  91%: loss -30, ``gamma`` 0.03, 34%; ramping over 6 epochs only delayed it), and with ``lambda = 1``
-  ended at 72.6% (Adam: 94%, benchmarks/suite.py's MNIST recipe). On the CIFAR-10 features (linear
-  ``g``) the two agree: sym. 50% 75.8 / 75.7%, sym. 80% 60.2 / 60.5%, uniform 80% 72.2 / 72.5%
-  (``lambda`` 3 / 1).
+  regulariser is unbounded below otherwise.
+  **Default: the paper's ``lambda = 3``, ramped up linearly over the first ``cr_ramp_epochs = 10`` epochs
+  after the warm-up** (as CORES^2 ramps its weight; ``cr_ramp_epochs = 0``: the full ``lambda`` from the
+  first cycle, the paper, set in the paper configs). A prediction confident in a wrong class ``j`` (the
+  others near the floor, ``-log`` of it ``L`` ~ 18) scores about ``L (1 - lambda (1 - pi_j))`` against
+  ``(1 - lambda) ln K`` for the uniform guess: for ``lambda <= 1`` it is never better, for ``lambda = 3``
+  it is about ``-30`` against ``-4.6`` (``K = 10``), a deep basin that rewards confidence in *any* class,
+  into which a ``g`` fresh from the warm-up falls at once.
+  Measured (issue 21; defaults otherwise, seed 0, 3k MNIST images, the small CNN, per epoch in
+  ``metrics.jsonl``: ``train_g_acc``, ``g``'s agreement with the labels it trains on, ``train_g_top_class``,
+  the share of its most predicted class): at sym. 50% the warm-up ends after epoch 5; with the full
+  ``lambda = 3`` ``g`` predicts one class from the first cycle (epoch 6: top class 1.00, ``g_acc`` 0.09,
+  loss -23), ``gamma`` falls 0.50 -> 0.09 and ``f``'s test accuracy 0.90 -> 0.55 (epoch 10), ending at
+  0.81; ramped over 10 epochs, ``g`` never collapses (top class 0.11-0.19, ``g_acc`` 0.80 -> 0.94) and the
+  run ends at 0.927 (best 0.935), as with a constant ``lambda = 1`` (0.925 / 0.938, the default before
+  issue 21). At sym. 80% ``g`` and ``f`` collapse to one class with any weight, ``lambda = 0`` included
+  (test 0.10 from epoch 9; the warm-up ends at epoch 4 with ``f`` at 0.35 and ``gamma`` 0.15, and the
+  cycle then feeds ``f`` its own predictions): not the regulariser's doing. Issue 18 measured, with a
+  one-epoch warm-up, ``lambda = 3`` collapsing and a 6-epoch ramp only delaying it. On the CIFAR-10
+  features (linear ``g``) constant weights 3 and 1 agree (sym. 50% 75.8 / 75.7%, sym. 80% 60.2 / 60.5%,
+  uniform 80% 72.2 / 72.5%, issue 18), and the ramped default ends where the former constant 1 did: sym.
+  50% 75.8% (75.8%), sym. 80% 57.7% (57.2%).
 * **MixUp**: one ``lam ~ Beta(mixup_alpha, mixup_alpha)`` per batch, ``lam = max(lam, 1 - lam)`` (DivideMix),
   partners by a random permutation of the batch, mixing the weak views and the targets. ``mixup_alpha``
   is not given: default 4 (DivideMix, CIFAR). Mixing unsharpened self-targets smooths ``f`` further every
@@ -120,8 +129,10 @@ class FlywheelParams:
     # rises by less than warmup_min_gain in an epoch, at most half the run
     warmup_epochs: int | None = None
     warmup_min_gain: float = 0.01
-    cr_lambda: float = 1.0  # eq. 8's lambda (paper: 3, set in the paper configs); 0 = "w/o CR" ablation
-    cr_ramp_epochs: int = 0  # lambda grows linearly over the first cycles (CORES^2 ramps); 0 = constant
+    cr_lambda: float = 3.0  # eq. 8's lambda (sec. 4.1: 3); 0 = the "w/o CR" ablation
+    # lambda grows linearly over this many epochs after the warm-up (the full weight at once collapses a
+    # fresh g; CORES^2 ramps too); 0 = constant from the first cycle (the paper, set in the paper configs)
+    cr_ramp_epochs: int = 10
     cr_prior: str = "empirical"  # p_data(y^) in eq. 9: "empirical" marginal of y^ | "uniform"
     alpha: float = 0.025  # weight of the contrastive loss in f's loss
     contrastive: str = "simclr"  # "simclr" | "supcon" | "none" (the "w/o CL" ablation)
@@ -189,6 +200,7 @@ class Flywheel(AdaptiveWarmup, Method, name="flywheel", params=FlywheelParams):
         self.yhat = e.train_labels.clone()
         self.prior = torch.full((k,), 1.0 / k, device=dev)
         self.cycles = torch.zeros((), dtype=torch.long, device=dev)
+        self.g_stats: dict[str, float] = {}  # the latest boundary's view of g, for the log
         self.setup_warmup()
 
     def uses_contrastive(self) -> bool:
@@ -261,13 +273,16 @@ class Flywheel(AdaptiveWarmup, Method, name="flywheel", params=FlywheelParams):
         return p.cr_lambda * min(1.0, max(0.0, into) / p.cr_ramp_epochs)
 
     # ------------------------------------------------------------------ E-steps and closed forms (per epoch)
-    def on_epoch_end(self, epoch: int) -> None:
+    def on_epoch_end(self, epoch: int) -> dict[str, float]:
+        """The EM boundary; logs ``g``'s training accuracy and top-class share (``train_g_acc``,
+        ``train_g_top_class``: a collapsed ``g`` predicts one class, see CR in the module docstring)."""
         if self.in_warmup():
             agreement = self.em_boundary(warmup=True)
             assert agreement is not None  # a warm-up boundary measures it
             self.end_warmup_epoch(epoch, agreement)
         else:
             self.em_boundary(warmup=False)
+        return self.g_stats
 
     @torch.no_grad()
     def em_boundary(self, *, warmup: bool) -> float | None:
@@ -281,6 +296,8 @@ class Flywheel(AdaptiveWarmup, Method, name="flywheel", params=FlywheelParams):
         with eval_mode(*nets):
             g_prob = F.softmax(e.predict(self.g, e.train_x, "test"), dim=1)
             f_prob = self.aux_prediction() if p.auxiliary else None
+        g_targets = self.yhat if p.auxiliary and not warmup else noisy  # what g trained on this epoch
+        self.g_stats = main_network_stats(g_prob, g_targets)
         agreement = None
         if warmup:  # initialisation (sec. 4.1): gamma = training accuracy, eps = 1/K
             ref = f_prob if f_prob is not None else g_prob
@@ -331,6 +348,13 @@ class Flywheel(AdaptiveWarmup, Method, name="flywheel", params=FlywheelParams):
         if not self.params.auxiliary or int(self.cycles) == 0:
             return None
         return (self.transition_c if corrupted_only else self.transition).cpu().numpy()
+
+
+def main_network_stats(g_prob: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    """``g``'s agreement with the labels it trained on, and the share of its most predicted class."""
+    pred = g_prob.argmax(1)
+    top = torch.bincount(pred, minlength=g_prob.shape[1]).max().item() / len(pred)
+    return {"g_acc": (pred == targets).float().mean().item(), "g_top_class": top}
 
 
 def plot_transition(

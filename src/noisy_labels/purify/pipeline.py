@@ -19,6 +19,23 @@ Choices where the paper is silent, each a parameter:
   as the paper trains its meta-learner with Adam; ``ipc_optimizer='sgd'`` is the literal eq. 7.
 * Labels start as the one-hot noisy labels, ``Y = onehot`` (so ``softmax(alpha Y)`` at ``alpha = 1`` gives
   the given class 0.23 of the mass for C = 10).
+* IPC's pace, ``ipc_steps`` (eq. 7 iterations per batch visit; default 1, the paper configs 3). A label's
+  argmax flips once its given logit and another have met: from one-hot logits ~0.5 each, ~50 Adam steps of
+  ``eta_I = 0.01`` (the literal eq. 7, a plain gradient step on eq. 6's mean loss, moves a label by ~1e-7
+  per step on the CIFAR-10 features, ``ipc_optimizer='sgd'``: nothing flips in 100 epochs). With one step
+  per visit IPC flips no label before EAC's first exchange at ``T = 20`` (0.0% changed at epoch 19,
+  symmetric 80% and 90%); the exchange (``eta_E = 1``) then sets the labels to a classifier trained on the
+  given labels alone, whose confident logits IPC hardly moves again. The paper's account needs IPC to have
+  moved labels by then (Sec. 3.2: after T iterations EAC mimics "gradually updated labels from IPC"; Table
+  5: IPC + EAC 92.8 against EAC alone 67.4 at 90%), and it fixes ``eta_I`` (Sec. 4.1) but not how many
+  eq. 7 iterations a batch gets between two exchanges (eq. 9's ``p = nT``): 3 steps let a label flip before
+  ``T`` (3 x 20 x 0.01 = 0.6 per logit). Measured (``benchmarks/results/dmlp_ipc_ablation.md``, the
+  features, defaults otherwise, seed 0; purified-label accuracy, IPC + EAC / EAC alone / IPC alone): at
+  symmetric 90% (given labels independent of the class) one step gives 10.0 / 10.0 / 51.2%, three steps
+  64.1 / 10.0 / 58.9% (the paper's order); at 80% one step 71.8 / 71.1 / 55.4% (the paper's order), three
+  steps 67.5 / 71.1 / 59.8% (two: 70.3%, five: 67.5%): IPC's corrections carry errors that follow the
+  features, which the linear EAC learns more readily than symmetric noise. The default stays 1, better
+  wherever the given labels carry the class.
 * Features are standardised with the training set's statistics (``standardize``).
 * The cleanness score of a sample is its purified probability of the given label.
 * EAC's mini-batches split each batch into equal chunks of at most ``eac_batch_size``.
@@ -88,6 +105,7 @@ __all__ = [
     "relabel_margin",
     "relabel_by_margin",
     "calibrate_threshold",
+    "estimate_label_error",
 ]
 
 
@@ -114,7 +132,7 @@ class PurifyParams:
     ipc_lr: float = 0.01  # eta_I of eq. 7 (Sec. 4.1)
     ipc_optimizer: str = "adam"  # adam (per-row) | sgd (literal eq. 7)
     ipc_betas: tuple[float, float] = (0.5, 0.999)  # reference code's Adam betas for the labels
-    ipc_steps: int = 1  # IPC steps per batch visit
+    ipc_steps: int = 1  # IPC steps (eq. 7 iterations) per batch visit; paper configs 3 (module docstring)
     ipc_entropy: float = 1.0  # weight of H in eq. 6
     eac_lr: float = 1e-3  # Adam learning rate of the EAC classifier (measured; reference code: 0.03)
     eac_batch_size: int = 500  # EAC mini-batch (reference code)
@@ -258,6 +276,30 @@ def calibrate_threshold(
     }
 
 
+def estimate_label_error(
+    probe_hard: np.ndarray, probe_given: np.ndarray, probe_true: np.ndarray, noise_rate: float
+) -> float:
+    """The share of wrong purified labels to expect on the training set, estimated on the probes.
+
+    Probes go through the purifier and the relabelling rule as training samples do, so the probes with a
+    right given label estimate ``P(h != t | right)`` and those with a wrong one ``P(h != t | wrong)``
+    without bias; weighted by the training set's share ``noise_rate`` of wrong given labels,
+
+        (1 - r) P(h != t | right) + r P(h != t | wrong),
+
+    estimates the training set's purified-label error. (The probes' own error share is that mixture at
+    their r = 1/2; the purifier's predictions on the rest of the clean set ignore the given label, which
+    the relabelling rule keeps where the purifier is unsure.)
+
+    >>> given, true = np.array([0, 1, 0, 0]), np.array([0, 1, 1, 2])  # two right probes, two wrong ones
+    >>> estimate_label_error(np.array([0, 1, 1, 0]), given, true, noise_rate=0.25)  # one wrong one fixed
+    0.125
+    """
+    right = probe_given == probe_true
+    wrong_after = probe_hard != probe_true
+    return float((1 - noise_rate) * wrong_after[right].mean() + noise_rate * wrong_after[~right].mean())
+
+
 @dataclass
 class _Probes:
     """Clean samples the purifier sees as training samples, half of them with a wrong given label."""
@@ -308,6 +350,13 @@ class PurifyResult:
         Time to precompute the ridge maps, and the whole fit.
     calibration : dict
         ``relabel='calibrated'``: the chosen threshold and how (:func:`calibrate_threshold`); else empty.
+    estimated_error : float or None
+        The share of wrong hard labels expected on the training set, from the clean set:
+        calibrated, the probes' (:func:`estimate_label_error`, at ``fit``'s ``noise_rate`` if known,
+        else the calibration's estimate of it);
+        ``relabel='always'``, the EAC classifier's error on the clean set (the exchange sets the labels
+        to its predictions); None where neither applies (``keep_given``, no probes, no EAC) or where
+        nothing was relabelled (the given labels and their rate stand).
     """
 
     soft_labels: np.ndarray
@@ -317,6 +366,7 @@ class PurifyResult:
     setup_seconds: float = 0.0
     seconds: float = 0.0
     calibration: dict[str, Any] = field(default_factory=dict)
+    estimated_error: float | None = None
 
     def calibration_record(self) -> dict[str, Any]:
         """``calibration`` for JSON, which has no inf or nan: written as null (an infinite threshold
@@ -385,6 +435,7 @@ class DMLPPurifier:
         *,
         num_classes: int | None = None,
         true_labels=None,
+        noise_rate: float | None = None,
         progress: bool = False,
         callback: Callable[[dict[str, Any]], None] | None = None,
     ) -> PurifyResult:
@@ -404,6 +455,9 @@ class DMLPPurifier:
             ``C``; default ``max(label) + 1`` over both label arrays.
         true_labels : array-like of shape (N,), optional
             The training set's clean labels, only to record ``label_acc`` per epoch (never used to fit).
+        noise_rate : float, optional
+            The share of wrong given labels where it is known (synthetic noise): the weight of the probes'
+            wrong half in ``estimated_error``; default the calibration's estimate of it.
         progress : bool, default=False
             Show a tqdm bar over epochs.
         callback : callable, optional
@@ -447,15 +501,19 @@ class DMLPPurifier:
                 if callback is not None:
                     callback(history[-1])
             soft = state.soft_labels()
+            classifier_error = state.classifier_clean_error()
         y = y[:n]
         calibration: dict[str, Any] = {}
+        estimated_error = None
         if p.keep_given > 0 or p.relabel == "always":
             hard = hard_labels(soft[:n], y, p.keep_given)
+            estimated_error = classifier_error if p.keep_given == 0 else None
         else:
             if probes is None:
                 calibration = {"threshold": float("inf"), "reason": "too few clean samples for probes"}
             else:
                 calibration = calibrate_threshold(soft[n:], probes.given, probes.true, soft[:n], y)
+                estimated_error = _probe_error(soft[n:], probes, calibration, noise_rate)
             hard = relabel_by_margin(soft[:n], y, calibration["threshold"])
         soft = soft[:n]
         self.result_ = PurifyResult(
@@ -463,11 +521,27 @@ class DMLPPurifier:
             hard_labels=hard,
             cleanness=soft[np.arange(n), y].astype(np.float32),
             calibration=calibration,
+            estimated_error=estimated_error,
             history=history,
             setup_seconds=setup_seconds,
             seconds=time.perf_counter() - start,
         )
         return self.result_
+
+
+def _probe_error(
+    probe_soft: np.ndarray, probes: _Probes, calibration: dict[str, Any], noise_rate: float | None
+) -> float | None:
+    """:func:`estimate_label_error` for the probes relabelled by the calibrated rule, at the known
+    ``noise_rate`` or else the calibration's estimate; None when nothing is relabelled (the hard labels are
+    the given ones, whose rate stands: the calibration's is then no estimate, e.g. 0 where the purifier
+    cannot tell right labels from wrong ones)."""
+    rate = calibration["noise_rate"] if noise_rate is None else noise_rate
+    threshold = calibration["threshold"]
+    if not (np.isfinite(rate) and np.isfinite(threshold)):
+        return None
+    probe_hard = relabel_by_margin(probe_soft, probes.given, calibration["threshold"])
+    return estimate_label_error(probe_hard, probes.given, probes.true, rate)
 
 
 @contextlib.contextmanager
@@ -658,6 +732,13 @@ class _State:
         if self.p.eac_reset:
             self.clf, self.clf_opt = _new_classifier(self.x.shape[1], self.logits.shape[1], self.p)
         return out
+
+    @torch.no_grad()
+    def classifier_clean_error(self) -> float | None:
+        """The EAC classifier's error on eq. 6's clean samples (None without EAC)."""
+        if self.clf is None:
+            return None
+        return float((self.clf(self.xv).argmax(1) != self.onehot_val.argmax(1)).float().mean())
 
     def soft_labels(self) -> np.ndarray:
         soft = torch.softmax(self.p.alpha * self.logits, dim=1)
