@@ -137,9 +137,11 @@ class Engine:
         return summarize(history, elapsed)
 
     def _warn_if_unstable(self, record: dict[str, Any]) -> None:
-        """A first-epoch training loss far above a uniform guess's ``ln C`` means the step is too large."""
+        """A first-epoch training loss far above a uniform guess's ``ln C`` means the step is too large
+        (not judged in smoke mode: two batches of a paper-scale network say nothing about its step)."""
         loss, uniform = record.get("train_loss"), math.log(self.ctx.num_classes)
-        if record["epoch"] == 1 and loss is not None and loss > 2 * uniform and self.dist.is_main:
+        judged = record["epoch"] == 1 and not self.cfg.smoke and self.dist.is_main
+        if judged and loss is not None and loss > 2 * uniform:
             warnings.warn(
                 f"the first epoch's training loss {loss:.2f} is above twice a uniform guess's {uniform:.2f}:"
                 f" the step size (optim.lr = {self.cfg.optim.lr:g}) is likely too large for this model"

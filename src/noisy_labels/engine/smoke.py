@@ -12,8 +12,8 @@ each stage runs. All the caps are here, in :data:`SMOKE`:
   its purifier (``epochs``, ``exchange_every``, so an exchange of eq. 9 runs); trusted batches
   (``meta_batch_size``);
 * the data (:func:`smoke_rows`, after the noise is drawn and the trusted set carved): a few training
-  samples, one trusted sample per class (DMLP's purifier needs every class) and a few test samples, so
-  that the passes over a whole set (DivideMix's GMM, the flywheel's E-steps, EMLC's clean-set
+  samples, two trusted samples per class (DMLP's purifier needs every class; EMLC's and MLC's selection
+  holdout one of each on each side) and a few test samples, so that the passes over a whole set (DivideMix's GMM, the flywheel's E-steps, EMLC's clean-set
   selection, DMLP's feature extraction) and the evaluation are short.
 
 The written ``config.yaml`` holds the capped loop and method parameters with ``smoke: true``; capping
@@ -44,7 +44,7 @@ class SmokeCaps:
     batches_per_epoch: int = 2  # only where the config fixes a count (Clothing1M): else train_samples
     warmup_epochs: int = 1
     train_samples: int = 16  # 2 batches of 8 in the usual order: a permutation of the training set
-    meta_per_class: int = 1
+    meta_per_class: int = 2  # a selection holdout (EMLC / MLC) keeps one per class on each side
     test_samples: int = 16
     # Caps of method parameters, by name, for every method the run builds (DMLP's `then` too).
     method_params: dict[str, int] = field(
