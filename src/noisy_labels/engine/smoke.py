@@ -13,8 +13,9 @@ each stage runs. All the caps are here, in :data:`SMOKE`:
   (``meta_batch_size``);
 * the data (:func:`smoke_rows`, after the noise is drawn and the trusted set carved): a few training
   samples, two trusted samples per class (DMLP's purifier needs every class; EMLC's and MLC's selection
-  holdout one of each on each side) and a few test samples, so that the passes over a whole set (DivideMix's GMM, the flywheel's E-steps, EMLC's clean-set
-  selection, DMLP's feature extraction) and the evaluation are short.
+  holdout one of each on each side) and a few test samples, so that the passes over a whole set
+  (DivideMix's GMM, the flywheel's E-steps, EMLC's clean-set selection, DMLP's feature extraction) and
+  the evaluation are short.
 
 The written ``config.yaml`` holds the capped loop and method parameters with ``smoke: true``; capping
 again changes nothing, so a smoke run resumes as one.
