@@ -369,9 +369,15 @@ def ce_head(train_x, train_y, data, config: Path | None, sets: list[str]):
 
     from noisy_labels.engine import load_config, run_experiment
 
-    recipe = [
-        s for s in sets if not s.startswith(("noise.", "meta.", "dataset=", "dataset_options", "root="))
-    ]
+    selection = (
+        "noise.",
+        "meta.",
+        "dataset=",
+        "dataset_options",
+        "root=",
+        "train_subset=",
+    )  # data, not recipe
+    recipe = [s for s in sets if not s.startswith(selection)]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "selected.npz"
         np.savez(path, x=train_x, y=train_y, x_test=data.test_x.numpy(), y_test=data.test_y.numpy())
@@ -655,11 +661,12 @@ def _has_cleanlab() -> bool:
     return True
 
 
-def verify(spec: str, store: Path) -> int:
+def verify(spec: str, store: Path, rows: RowSpec = SUITE_ROWS) -> int:
+    """Rerun the stored row ``SETTING/METHOD/SEED`` of ``rows`` and compare; 0 when it came out the same."""
     setting, method, seed = spec.split("/")
     stored = json.loads((store / setting / f"{method}-seed{seed}.json").read_text())
     with tempfile.TemporaryDirectory() as tmp:
-        fresh = run_row(setting, method, int(seed), Path(tmp))
+        fresh = run_row(setting, method, int(seed), Path(tmp), rows)
     keys = ("best_test_acc", "last_test_acc", "label_acc", "cleanness_auc")
     diffs = {k: (stored["summary"].get(k), fresh["summary"].get(k)) for k in keys}
     same = all(a == b for a, b in diffs.values())

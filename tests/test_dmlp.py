@@ -333,3 +333,18 @@ def test_dmlp_x_assumes_the_noise_rate_estimated_for_the_purified_labels(feature
     assert abs(dmlp.inner.forget_rate - purified_error) < 0.06
     assert abs(dmlp.inner.forget_rate - nominal) > 0.25
     assert dmlp.inner.ctx.assumed_noise() == (ctx.assumed_noise()[0], dmlp.purified_noise_rate)
+
+
+def test_with_train_subset_positions_and_the_features_file_are_of_the_whole_set(tmp_path, feature_file):
+    """split.npz's positions index the data set's whole training set; DMLP's file has a row per sample."""
+    whole = np.load(feature_file)
+    np.save(tmp_path / "whole.npy", whole["x"])
+    subset = ["--set", "train_subset=600", "--set", f"dmlp.features={tmp_path / 'whole.npy'}"]
+    out, summary = _run(tmp_path, feature_file, *subset, "--set", "noise.rate=0.0")
+    split = np.load(out / "split.npz")
+    assert abs(len(split["train_index"]) + len(split["meta_index"]) - 600) <= 4  # per-class rounding
+    assert split["train_index"].max() >= 600  # positions in the whole set, not in the subset
+    np.testing.assert_array_equal(split["noisy_labels"], whole["y"][split["train_index"]])  # no noise
+    np.save(tmp_path / "subset.npy", whole["x"][:600])
+    bad = ["--set", "train_subset=600", "--set", f"dmlp.features={tmp_path / 'subset.npy'}"]
+    assert main(_run_args(tmp_path / "b", feature_file, *bad)) == 2

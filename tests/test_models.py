@@ -29,8 +29,9 @@ NUM_CLASSES = 5
 FEATURE_MODELS = {"linear", "mlp"}
 EXTRA_KWARGS = {"torchvision": {"arch": "resnet18"}}  # only listed when torchvision is installed
 # 8x8 is the smallest size most networks here reduce to at least 1x1 before pooling; the 9-layer CNN's
-# unpadded convolutions need 7x7 after its two poolings.
-IMAGE_SIDE = {"cnn9": 28}
+# unpadded convolutions need 7x7 after its two poolings; airbench's unpadded 2x2 stem and three poolings
+# need 16x16.
+IMAGE_SIDE = {"cnn9": 28, "airbench": 16}
 
 
 def _example(name: str) -> tuple[torch.Tensor, dict]:

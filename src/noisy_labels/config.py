@@ -131,7 +131,10 @@ class Config:
     grad_clip: float | None = None
     standardize_features: bool = True
     amp: bool | None = None  # None: on with CUDA
-    bf16_cpu: bool = False
+    # bf16 autocast on the CPU: true | false | auto (on where the processor has native bf16, AMX or
+    # AVX512-BF16: noisy_labels.engine.precision). Off by default: the stored CPU benchmarks ran in fp32.
+    bf16_cpu: bool | str = False
+    eval_flip: bool = False  # images: test accuracy from the mean logits of each image and its mirror
     channels_last: bool | None = None  # None: on (image inputs, any device)
     seed: int = 0
     device: str = "auto"
@@ -296,6 +299,8 @@ def _check_values(cfg: Config) -> None:
         raise ConfigError(f"train_subset must be >= 1 or null, got {cfg.train_subset}.")
     if cfg.meta.size < 0:
         raise ConfigError(f"meta.size must be >= 0, got {cfg.meta.size}.")
+    if isinstance(cfg.bf16_cpu, str) and cfg.bf16_cpu != "auto":
+        raise ConfigError(f"bf16_cpu must be true, false or auto, got {cfg.bf16_cpu!r}.")
     if cfg.optim.lr is None or cfg.optim.lr <= 0:  # resolved from the defaults before this check
         raise ConfigError(f"optim.lr must be > 0, got {cfg.optim.lr}.")
     choices: dict[str, tuple[str, tuple[str, ...]]] = {

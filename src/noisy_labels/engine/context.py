@@ -34,6 +34,7 @@ from ..models.init import SCRATCH, WeightsSource, init_backbone
 from .augment import BatchPreparer, View
 from .distributed import DistInfo, wrap_model
 from .experiment_data import ExperimentData
+from .precision import cpu_bf16_enabled
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class TrainingContext:
         self.dist = dist or DistInfo()
         self.epochs, self.seed = cfg.epochs, cfg.seed
         self.use_amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
+        self.cpu_bf16 = cpu_bf16_enabled(cfg.bf16_cpu)  # resolved once: "auto" asks the processor
         # channels_last by default: convolutions run 1.3-1.7x faster with it on the CPU as well as on CUDA
         # (benchmarks/results/meta_step_cost.md); the preparer ignores it for feature vectors.
         channels_last = cfg.channels_last if cfg.channels_last is not None else True
@@ -177,8 +179,15 @@ class TrainingContext:
 
     @property
     def sample_positions(self) -> tuple[Any, Any]:
-        """Positions of the training and meta samples in the data set before the meta split."""
+        """Positions of the training and meta samples in the data set's whole training set (before
+        ``train_subset`` and the meta split): the rows of per-sample files such as DMLP's features."""
         return self._data.train_index, self._data.meta_index
+
+    @property
+    def source_size(self) -> int:
+        """Rows of the data set's whole training set, which :attr:`sample_positions` index."""
+        size = self._data.source_size
+        return size if size is not None else len(self._data.train_index) + len(self._data.meta_index)
 
     def with_train_labels(self, labels: torch.Tensor, *, noise_rate: float | None = None) -> TrainingContext:
         """The same context (clock, generator, schedule) whose :attr:`train_labels` are ``labels``.
@@ -287,10 +296,17 @@ class TrainingContext:
             input_shape=self.input_shape,
             **{**cfg_params, **params},
         )
+        if isinstance(model, Classifier) and type(model).data_init is not Classifier.data_init:
+            model.data_init(self._data_init_sample())
         source = self._model_init if init is None else init
         if source is not None and source != SCRATCH:
             init_backbone(model, source)
         return self.place(model)
+
+    def _data_init_sample(self, size: int = 5000) -> torch.Tensor:
+        """The first ``size`` training inputs as a network sees them at test time (no augmentation)."""
+        raw = _rows(self.train_x, np.arange(min(size, self.num_train)))
+        return self.prepare(raw, "test").float()
 
     def place(self, model: nn.Module) -> nn.Module:
         """``model`` on the device (channels_last for images), DDP-wrapped if distributed."""
@@ -336,12 +352,23 @@ class TrainingContext:
         return opt
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        """Mixed precision: fp16 on CUDA when AMP is on, bf16 on the CPU when ``bf16_cpu`` is set."""
+        """Mixed precision: fp16 on CUDA when AMP is on, bf16 on the CPU when ``bf16_cpu`` resolves on
+        (:func:`~noisy_labels.engine.precision.cpu_bf16_enabled`)."""
         if self.use_amp and self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.float16)
-        if self._cfg.bf16_cpu and self.device.type == "cpu":
+        if self.device.type == "cpu" and self.cpu_bf16:
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+    def meta_autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """Mixed precision for meta-gradients, which no loss scaler guards: bf16 only (float32's exponent
+        range, so no gradient underflows), where :meth:`autocast` is on and the device has bf16 (a CUDA
+        GPU without it: full precision)."""
+        if self.use_amp and self.device.type == "cuda":
+            if torch.cuda.is_bf16_supported():
+                return torch.autocast("cuda", dtype=torch.bfloat16)
+            return contextlib.nullcontext()
+        return self.autocast()
 
     def step(
         self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, *, clip: float | None = None

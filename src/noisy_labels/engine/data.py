@@ -54,14 +54,15 @@ def noise_options(cfg: Config, bundle) -> tuple[str, float, dict]:
 
 
 def stratified_subset(bundle, size: int, *, seed: int):
-    """``size`` training samples, the same fraction of every class, in original order (label sets follow)."""
+    """``size`` training samples, the same fraction of every class, in original order (label sets follow),
+    and their positions in the whole training set (None when ``size`` is all of it)."""
     n = len(bundle.train)
     if size > n:
         raise ValueError(
             f"train_subset={size} is larger than the training set ({n} samples); lower it or drop it."
         )
     if size == n:
-        return bundle
+        return bundle, None
     rng = np.random.default_rng(seed)
     keep = []
     for c in range(bundle.num_classes):
@@ -69,7 +70,7 @@ def stratified_subset(bundle, size: int, *, seed: int):
         keep.append(rng.choice(members, size=max(1, round(len(members) * size / n)), replace=False))
     index = np.sort(np.concatenate(keep))
     label_sets = {k: v[index] for k, v in bundle.label_sets.items()}
-    return replace(bundle, train=bundle.train.subset(index), label_sets=label_sets)
+    return replace(bundle, train=bundle.train.subset(index), label_sets=label_sets), index
 
 
 def prepare_data(cfg: Config, device: torch.device, *, corrupt_meta: bool) -> ExperimentData:
@@ -77,8 +78,9 @@ def prepare_data(cfg: Config, device: torch.device, *, corrupt_meta: bool) -> Ex
         return prepare_lazy_data(cfg, device)
 
     bundle = load_dataset(cfg.dataset, cfg.root, download=cfg.download, **cfg.dataset_options)
+    source_size, source_index = len(bundle.train), None
     if cfg.train_subset is not None:
-        bundle = stratified_subset(bundle, cfg.train_subset, seed=cfg.seed)
+        bundle, source_index = stratified_subset(bundle, cfg.train_subset, seed=cfg.seed)
     protocol, rate, params = noise_options(cfg, bundle)
     seed = cfg.seed if cfg.noise.seed is None else cfg.noise.seed
     split = make_noisy_split(
@@ -95,7 +97,7 @@ def prepare_data(cfg: Config, device: torch.device, *, corrupt_meta: bool) -> Ex
     test = bundle.test
     if cfg.smoke:  # after the noise: the kept samples carry the labels the full run would give them
         split, test = smoke_split(split, test, seed=cfg.seed)
-    return _assemble(
+    data = _assemble(
         cfg,
         device,
         train_x=split.train.x,
@@ -107,9 +109,15 @@ def prepare_data(cfg: Config, device: torch.device, *, corrupt_meta: bool) -> Ex
         test_y=test.y if test is not None else None,
         classes=bundle.train.classes,
         noise_record=record,
-        train_index=split.train_index,
-        meta_index=split.meta_index,
+        train_index=_in_source(split.train_index, source_index),
+        meta_index=_in_source(split.meta_index, source_index),
     )
+    return replace(data, source_size=source_size)
+
+
+def _in_source(positions: np.ndarray, subset: np.ndarray | None) -> np.ndarray:
+    """Positions in a ``train_subset`` as positions in the whole training set."""
+    return positions if subset is None else subset[positions]
 
 
 def prepare_arrays(

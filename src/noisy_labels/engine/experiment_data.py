@@ -30,8 +30,11 @@ class ExperimentData:
     mean: torch.Tensor | None  # per-channel pixel mean/std in [0, 1] units (images)
     std: torch.Tensor | None
     noise_record: dict
-    train_index: np.ndarray  # positions in the original training set
+    train_index: np.ndarray  # positions in the data set's whole training set (before train_subset)
     meta_index: np.ndarray
+    # rows of that whole training set (per-sample files such as DMLP's features have one per row); None:
+    # the training and meta samples are all of it
+    source_size: int | None = None
     feature_mean: np.ndarray | None = None  # the standardisation applied to features (to apply to new inputs)
     feature_std: np.ndarray | None = None
 

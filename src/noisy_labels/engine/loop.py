@@ -11,7 +11,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,15 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device=cuda was requested but no CUDA device is available; use device=cpu.")
     return device
+
+
+def flip_averaged(predict: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``predict`` averaged over each image and its mirror image (``eval_flip``, airbench's test view)."""
+
+    def averaged(x: torch.Tensor) -> torch.Tensor:
+        return (predict(x) + predict(x.flip(-1))) / 2
+
+    return averaged
 
 
 class Engine:
@@ -180,7 +189,9 @@ class Engine:
         out: dict[str, float] = {}
         with eval_mode(*method.eval_modules()):
             if self.data.test_x is not None and self.data.test_y is not None:
-                logits = self.ctx.predict(method.predict, self.data.test_x)
+                flip = self.cfg.eval_flip and self.ctx.is_image  # a feature vector has no mirror image
+                predict = flip_averaged(method.predict) if flip else method.predict
+                logits = self.ctx.predict(predict, self.data.test_x)
                 ks = (1, 5) if self.ctx.num_classes > 5 else (1,)
                 accs = metrics.topk_accuracy(logits.cpu(), self.data.test_y.cpu(), k=ks)
                 assert isinstance(accs, tuple)  # a sequence of k gives one accuracy per k

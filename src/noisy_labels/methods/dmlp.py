@@ -230,11 +230,11 @@ class DMLP(Method, name="dmlp", params=DMLPParams):
             )
         arrays = np.load(path, allow_pickle=False)
         feats = arrays["x"] if path.suffix == ".npz" else arrays
-        rows = len(train_index) + len(meta_index)
+        rows = self.ctx.source_size
         if feats.ndim != 2 or len(feats) != rows:
             raise ValueError(
-                f"dmlp.features={path} has shape {feats.shape}; it needs one row per sample of the training "
-                f"set before the meta split ({rows} rows; with train_subset the rows of that subset)."
+                f"dmlp.features={path} has shape {feats.shape}; it needs one row per image of the data "
+                f"set's whole training set, in its order ({rows} rows; with train_subset too)."
             )
         feats = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))
         return feats[torch.from_numpy(train_index)], feats[torch.from_numpy(meta_index)]

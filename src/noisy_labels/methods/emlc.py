@@ -101,7 +101,8 @@ microsoft/MLC for MLC):
   initialisation instead of its Xavier one); MLC's k-step accumulation (its ``gradient_steps``, with a
   data-dependent discount) is not implemented: one step, as EMLC's paper compares.
 
-The meta steps run in full precision (no autocast); distributed (DDP) training is untested.
+Student and teacher steps run under bf16 autocast where the run uses mixed precision
+(``ctx.meta_autocast``; full precision otherwise); distributed (DDP) training is untested.
 """
 
 from __future__ import annotations
@@ -249,6 +250,16 @@ class TeacherStudent(Method):
         )
         self.ctx.write_samples(self.sample_corrected, index, soft.argmax(dim=1))
 
+    def train_step(self, batch):
+        # bf16 where the run uses mixed precision (ctx.meta_autocast: the teacher's meta-gradient has no
+        # loss scaler); a no-op in float32 runs
+        with self.ctx.meta_autocast():
+            return self.teacher_student_step(batch)
+
+    def teacher_student_step(self, batch) -> dict[str, Tensor]:
+        """One student step and (when due) one teacher step: MLC's and EMLC's own."""
+        raise NotImplementedError
+
     def clean_term(self) -> Tensor | float:
         """The reference code's optional CE of the student on a clean batch (no teacher dependence)."""
         weight = self.params.student_clean_weight
@@ -331,7 +342,7 @@ class MLC(TeacherStudent, name="mlc", params=MLCParams):
         ).to(self.ctx.device)
         self.teacher_optimizer = self.new_teacher_optimizer(self.teacher.parameters())
 
-    def train_step(self, batch):
+    def teacher_student_step(self, batch):
         logits, h = self.model(batch.x, return_features=True)
         soft = self.teacher(h.detach(), batch.y)
         # Teacher: one SGD step down the clean loss after a virtual student step (double backward).
@@ -421,7 +432,7 @@ class EMLC(TeacherStudent, name="emlc", params=EMLCParams):
         self.history: list[StudentStep] = []  # the current window; empty between epochs
         self.pending = 0  # student steps since the teacher's last update (0 between epochs)
 
-    def train_step(self, batch):
+    def teacher_student_step(self, batch):
         p, ctx = self.params, self.ctx
         last = ctx.is_last_step
         self.pending += 1

@@ -62,8 +62,11 @@ differ:
   0.84 -> 0.92); ``score_decay: 0`` keeps the latest weight alone.
 
 One training forward per step serves the real step and (MW-Net) the look-ahead gradient; the JVP pass is
-a separate untracked forward that replays its dropout masks. The meta steps run in full precision (no
-autocast); distributed (DDP) training of the meta methods is untested.
+a separate untracked forward that replays its dropout masks. The meta step runs under bf16 autocast where
+the run uses mixed precision (``ctx.meta_autocast``: bf16 on a CPU with ``bf16_cpu``; with CUDA AMP
+bf16 where the GPU has it, else full precision, as fp16 meta-gradients have no loss scaler), so the meta
+methods keep their cost ratio to CE: the bf16 meta-gradient agrees with float32's to a cosine of 0.99
+(airbench, ``tests/test_meta_bf16.py``). Distributed (DDP) training of the meta methods is untested.
 """
 
 from __future__ import annotations
@@ -150,9 +153,10 @@ class MetaMethod(Method):
         meta_x, meta_y = self.ctx.meta_batch(self.params.meta_batch_size)
         args = (self.model, x, loss_vector_fn, meta_x, meta_y, META_LOSSES[self.params.meta_loss])
         lr = self.lookahead_lr()
-        if self.params.meta_grad == "fast":
-            return weight_grad(*args, lr=lr, weights=weights, losses=losses, rng=rng)
-        return weight_grad_second_order(*args, lr=lr, weights=weights, losses=losses)
+        with self.ctx.meta_autocast():  # bf16 where the run uses autocast: agrees with fp32 (test_meta_bf16)
+            if self.params.meta_grad == "fast":
+                return weight_grad(*args, lr=lr, weights=weights, losses=losses, rng=rng)
+            return weight_grad_second_order(*args, lr=lr, weights=weights, losses=losses)
 
     def record_weights(self, index: torch.Tensor, scores: torch.Tensor) -> None:
         """Fold a batch's weights into the samples' scores (an average that forgets old visits)."""
@@ -279,8 +283,9 @@ class MWNet(AdaptiveWarmup, MetaMethod, name="mwnet", params=MWNetParams):
         if self.in_warmup():
             return Method.train_step(self, batch)
         rng = capture_rng(batch.x.device)  # the JVP pass replays this forward's dropout masks
-        logits = self.model(batch.x)
-        losses = F.cross_entropy(logits, batch.y, reduction="none")
+        with self.ctx.meta_autocast():
+            logits = self.model(batch.x)
+            losses = F.cross_entropy(logits, batch.y, reduction="none")
         # Meta step on Theta: dL_meta(theta'(Theta))/dTheta = (dw/dTheta)^T dL_meta/dw (RMNW-Net eq. 4).
         weights = self.normalized(self.vnet(losses.detach()))
         result = self.meta_gradient(

@@ -7,6 +7,7 @@ Every model is a :class:`Classifier`: ``backbone`` maps inputs to ``(B, feature_
 saved weights (``model.init``, :mod:`.init`).
 """
 
+from .airbench import AirbenchNet
 from .base import Classifier, eval_mode, init_weights
 from .cnn import NineLayerCNN
 from .init import init_backbone, save_encoder
@@ -19,6 +20,7 @@ from .torchvision_models import torchvision_backbone
 from .wide_resnet import WideResNet, WideResNet28_10
 
 __all__ = [
+    "AirbenchNet",
     "GatedTeacher",
     "LabelCorrector",
     "WeightNet",

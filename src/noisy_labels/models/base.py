@@ -87,6 +87,11 @@ class Classifier(nn.Module):
         logits = self.head(feats)
         return (logits, feats) if return_features else logits
 
+    def data_init(self, images: Tensor) -> None:
+        """Initialisation from training inputs (normalised, as the network sees them), called once by the
+        engine on every network it builds from scratch; a no-op unless a network needs it (airbench's
+        whitening stem)."""
+
     def features(self, x: Tensor) -> Tensor:
         """Backbone features of shape ``(B, feature_dim)``."""
         return self.backbone(x)
