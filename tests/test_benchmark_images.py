@@ -38,7 +38,7 @@ def test_quick_runs_every_method_and_reference_on_the_airbench_net(tmp_path, mon
 def test_rows_use_one_budget_and_portable_commands(quick):
     _, sets = images.row_overrides("img_worst", "dividemix", 0)
     assert [s for s in images.BUDGET if s not in sets] == []  # every row carries the whole budget
-    assert "dividemix.warmup_epochs=3" in sets and "noise.label_set=worst" in sets
+    assert "dividemix.warmup_epochs=2" in sets and "noise.label_set=worst" in sets
     _, clean = images.row_overrides("img_sym80", "ce_clean", 0)
     assert "noise.protocol=none" in clean and "noise.rate=0.8" not in clean
     command = images.row_command("img_sym50", "dmlp", 0)
