@@ -422,10 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", nargs="+", default=None, choices=list(all_settings()))
     parser.add_argument("--methods", nargs="+", default=None, choices=all_methods())
-    parser.add_argument("--seeds", nargs="+", type=int, default=SEEDS)
-    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel, one torch thread each")
-    parser.add_argument("--rerun", action="store_true", help="rerun rows that are already stored")
-    parser.add_argument("--report-only", action="store_true")
+    suite.add_row_options(parser, SEEDS, verify=False)
     parser.add_argument("--quick", action="store_true", help="smoke check on digits into a temporary folder")
     args = parser.parse_args(argv)
     store, out = STORE, REPORT

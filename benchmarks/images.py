@@ -304,32 +304,19 @@ def _time_check(what: str, seconds: float | None, reference: float | None, ratio
 
 
 def rows_table(records: list[dict], setting: str) -> list[str]:
-    """One setting: accuracies, label metrics, seconds per epoch and its ratio to CE's, the command."""
-    lines = [
-        f"### {setting}",
-        "",
-        "| method | seeds | best acc | last acc | label acc | noisy-sample AUC | s / epoch | x CE "
-        "| command (seed 0) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    rows = [r for r in records if r["setting"] == setting]
+    """One setting: the suite's columns, with training seconds per epoch and its ratio to CE's as costs."""
     ce_time = _epoch_seconds(records, setting, "ce")
-    for method in [m for m in [*REFERENCES, *METHODS] if any(r["method"] == m for r in rows)]:
-        group = [r for r in rows if r["method"] == method]
-        s = [g["summary"] for g in group]
-        t = _epoch_seconds(records, setting, method)
-        ratio = f"{t / ce_time:.2f}" if t is not None and ce_time else "-"
-        cmd = next((g["command"] for g in group if g["seed"] == 0), group[0]["command"])
-        lines.append(
-            f"| {method} | {len(group)} | {suite._mean_std([x.get('best_test_acc') for x in s])} "
-            f"| {suite._mean_std([x.get('last_test_acc') for x in s])} "
-            f"| {suite._mean_std([x.get('label_acc') for x in s])} "
-            f"| {suite._mean_std([x.get('cleanness_auc') for x in s])} "
-            f"| {t:.1f} | {ratio} | `{cmd}` |"
-            if t is not None
-            else f"| {method} | {len(group)} | - | - | - | - | - | - | `{cmd}` |"
-        )
-    return lines
+
+    def per_epoch(group: list[dict]) -> str:
+        t = _epoch_seconds(group, setting, group[0]["method"])
+        return "-" if t is None else f"{t:.1f}"
+
+    def ratio(group: list[dict]) -> str:
+        t = _epoch_seconds(group, setting, group[0]["method"])
+        return "-" if t is None or not ce_time else f"{t / ce_time:.2f}"
+
+    costs = {"s / epoch": per_epoch, "x CE": ratio}
+    return suite.setting_table(records, setting, order=[*REFERENCES, *METHODS], costs=costs)
 
 
 def write_report(layout: Layout) -> list[dict[str, Any]]:
@@ -408,11 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--methods", nargs="+", default=[*REFERENCES, *METHODS], choices=[*REFERENCES, *METHODS]
     )
-    parser.add_argument("--seeds", nargs="+", type=int, default=SEEDS)
-    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel, one torch thread each")
-    parser.add_argument("--rerun", action="store_true", help="rerun rows that are already stored")
-    parser.add_argument("--report-only", action="store_true")
-    parser.add_argument("--verify", metavar="SETTING/METHOD/SEED", help="rerun one stored row and compare")
+    suite.add_row_options(parser, SEEDS)
     parser.add_argument("--device", default="cpu", help="cpu (the stored table) or cuda")
     parser.add_argument(
         "--quick", action="store_true", help="smoke check: synthetic images, a temporary folder"

@@ -428,26 +428,44 @@ def method_order(records: list[dict]) -> list[str]:
     return [m for m in names if m in seen]
 
 
-def setting_table(records: list[dict], setting: str) -> list[str]:
+def wall_seconds_column(group: list[dict]) -> str:
+    """The suite's cost column: wall seconds per run, mean +- std over the seeds."""
+    return _mean_std([g["wall_seconds"] for g in group], scale=1, spec=".0f")
+
+
+def setting_table(
+    records: list[dict],
+    setting: str,
+    *,
+    order: list[str] | None = None,
+    costs: dict[str, Callable[[list[dict]], str]] | None = None,
+) -> list[str]:
+    """One setting's rows: accuracies, label metrics, cost columns and the seed-0 command.
+
+    ``order``: the methods in their row order (default :func:`method_order`); ``costs``: column title ->
+    the cell from a method's rows (default: wall seconds per run).
+    """
+    costs = costs if costs is not None else {"s / run": wall_seconds_column}
     lines = [
         f"### {setting}",
         "",
-        "| method | seeds | best acc | last acc | label acc | noisy-sample AUC | s / run "
-        "| command (seed 0) |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| method | seeds | best acc | last acc | label acc | noisy-sample AUC | "
+        + "".join(f"{title} | " for title in costs)
+        + "command (seed 0) |",
+        "|---|---:|---:|---:|---:|---:|" + "---:|" * len(costs) + "---|",
     ]
     rows = [r for r in records if r["setting"] == setting]
-    for method in method_order(rows):
+    names = method_order(rows) if order is None else [m for m in order if any(r["method"] == m for r in rows)]
+    for method in names:
         group = [r for r in rows if r["method"] == method]
         s = [g["summary"] for g in group]
         cmd = next((g["command"] for g in group if g["seed"] == 0), group[0]["command"])
-        lines.append(
-            f"| {method} | {len(group)} | {_mean_std([x.get('best_test_acc') for x in s])} "
-            f"| {_mean_std([x.get('last_test_acc') for x in s])} "
-            f"| {_mean_std([x.get('label_acc') for x in s])} "
-            f"| {_mean_std([x.get('cleanness_auc') for x in s], spec='.1f')} "
-            f"| {_mean_std([g['wall_seconds'] for g in group], scale=1, spec='.0f')} | `{cmd}` |"
-        )
+        cells = [
+            _mean_std([x.get(key) for x in s]) for key in ("best_test_acc", "last_test_acc", "label_acc")
+        ]
+        cells += [_mean_std([x.get("cleanness_auc") for x in s], spec=".1f")]
+        cells += [cell(group) for cell in costs.values()]
+        lines.append(f"| {method} | {len(group)} | " + " | ".join(cells) + f" | `{cmd}` |")
     return lines
 
 
@@ -697,17 +715,25 @@ def verified_line(store: Path) -> str:
     return "Rerun with `--verify` and compared with the stored numbers: " + ", ".join(done) + "."
 
 
+def add_row_options(parser: argparse.ArgumentParser, seeds: list[int], *, verify: bool = True) -> None:
+    """The options every row benchmark takes: seeds, parallel jobs, reruns, report only, verification."""
+    parser.add_argument("--seeds", nargs="+", type=int, default=seeds)
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel, one torch thread each")
+    parser.add_argument("--rerun", action="store_true", help="rerun rows that are already stored")
+    parser.add_argument("--report-only", action="store_true")
+    if verify:
+        parser.add_argument(
+            "--verify", metavar="SETTING/METHOD/SEED", help="rerun one stored row and compare"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--settings", nargs="+", default=None, choices=[*SETTINGS, "digits_sym50", "digits_unif60"]
     )
     parser.add_argument("--methods", nargs="+", default=None)
-    parser.add_argument("--seeds", nargs="+", type=int, default=SEEDS)
-    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel, one torch thread each")
-    parser.add_argument("--rerun", action="store_true", help="rerun rows that are already stored")
-    parser.add_argument("--report-only", action="store_true")
-    parser.add_argument("--verify", metavar="SETTING/METHOD/SEED", help="rerun one stored row and compare")
+    add_row_options(parser, SEEDS)
     parser.add_argument("--quick", action="store_true", help="smoke check on digits into a temporary folder")
     args = parser.parse_args(argv)
     args.store, out = STORE, RESULTS / "RESULTS.md"
