@@ -376,6 +376,19 @@ def write_report(layout: Layout) -> list[dict[str, Any]]:
     return records
 
 
+README_MARKERS = (
+    "<!-- images headline: written by benchmarks/images.py -->",
+    "<!-- end of images headline -->",
+)
+
+
+def readme_table(records: list[dict]) -> list[str]:
+    """Last-epoch test accuracy for the README (mean over the seeds run), with the rows still to run."""
+    seeds = sorted({r["seed"] for r in records}) or [0]
+    table = suite.headline(records, {s: s for s in SETTINGS}, [*REFERENCES, *METHODS])
+    return [*table, "", f"Seeds {seeds}; an empty cell is a row not run yet ({time.strftime('%Y-%m-%d')})."]
+
+
 BUDGET_WHY = (
     "Why this size: one seed of the whole table must run in at most 4 hours on the 2-core machine with "
     "`--jobs 2` (one thread per run), and CE on the true labels must reach 85% in it. Calibrated with CE "
@@ -424,8 +437,14 @@ def main(argv: list[str] | None = None) -> int:
         ]
         print(f"{len(todo)} runs to do", flush=True)
         suite.run_all(todo, LAYOUT.store, args.jobs, args.rerun, ROWS, desc="images")
-    write_report(LAYOUT)
+    records = write_report(LAYOUT)
     print(f"wrote {LAYOUT.report}")
+    if (
+        LAYOUT.quick is None
+        and LAYOUT.device == "cpu"
+        and suite.write_between_markers(suite.README, README_MARKERS, readme_table(records))
+    ):
+        print(f"updated the image table in {suite.README}")
     return 0
 
 

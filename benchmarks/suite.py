@@ -521,13 +521,18 @@ def readme_table(records: list[dict]) -> list[str]:
 
 def update_readme(records: list[dict], readme: Path = README) -> bool:
     """Rewrite the README's headline table between its markers; False (untouched) without them."""
-    text = readme.read_text()
-    start, end = README_MARKERS
+    return write_between_markers(readme, README_MARKERS, readme_table(records))
+
+
+def write_between_markers(path: Path, markers: tuple[str, str], lines: list[str]) -> bool:
+    """Replace what lies between the two marker lines of ``path``; False (untouched) without them."""
+    text = path.read_text()
+    start, end = markers
     if start not in text or end not in text:
         return False
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
-    readme.write_text(head + start + "\n" + "\n".join(readme_table(records)) + "\n" + end + tail)
+    path.write_text(head + start + "\n" + "\n".join(lines) + "\n" + end + tail)
     return True
 
 
