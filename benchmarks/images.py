@@ -426,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         args.settings = ["img_sym50"]  # one setting: the worst labels are CIFAR-10N's, real data
     else:
         LAYOUT = Layout(args.device)
-    ensure_data(LAYOUT)
+    if args.verify or not args.report_only:
+        ensure_data(LAYOUT)  # a report needs no data
     if args.verify:
         return suite.verify(args.verify, LAYOUT.store, ROWS)
     if not args.report_only:
