@@ -205,13 +205,14 @@ def row_overrides(
     return None, sets
 
 
-def _portable(sets: list[str]) -> list[str]:
-    """The overrides as any checkout writes them: paths relative to the repository, no data root."""
+def _portable(sets: list[str], *, keep_paths: bool = False) -> list[str]:
+    """The overrides as any checkout writes them: paths relative to the repository and to
+    ``../shared/data``; without ``keep_paths`` the data root and the human-label file left out."""
     out = []
     for s in sets:
-        if s.startswith("root=") or s.startswith("dataset_options.human_labels="):
+        if not keep_paths and (s.startswith("root=") or s.startswith("dataset_options.human_labels=")):
             continue  # where the data sit is not a setting
-        out.append(s.replace(f"{REPO}/", ""))
+        out.append(s.replace(f"{REPO}/", "").replace(str(SHARED), "<shared>"))
     return out
 
 
@@ -224,10 +225,8 @@ def row_command(setting: str, method: str, seed: int) -> str:
 
 
 def fingerprint(setting: str, method: str, seed: int) -> str:
-    sets = row_overrides(setting, method, seed)[1]
-    digest = suite.run_fingerprint(None, sets)
-    command_hash = suite.config_fingerprint(None, _portable(sets))
-    return f"{command_hash}-{digest.split('-', 1)[1]}"
+    """The suite's ``<command hash>-<defaults hash>``, of the overrides as any checkout writes them."""
+    return suite.run_fingerprint(None, _portable(row_overrides(setting, method, seed)[1], keep_paths=True))
 
 
 ROWS = suite.RowSpec(row_overrides, row_command, fingerprint, SETTINGS, HEAD_REFERENCES)
