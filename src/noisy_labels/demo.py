@@ -105,9 +105,10 @@ def run_demo(
     if REFERENCE in methods:
         note += f" {REFERENCE}: cross-entropy on them, the reference."
     plot = plot_curves(runs, out / "test_accuracy.png", "test_acc", title=TITLE)
+    figure = f"\n![test accuracy]({plot.name})\n" if plot is not None else ""  # None: no curve to draw
     (out / "report.md").write_text(
         f"# Demo: {TITLE}\n\nTest accuracy (%), best and last epoch; accuracy of the corrected training "
         f"labels and AUC of the per-sample cleanness scores (%), where the method gives them. {note}\n\n"
-        f"{table}\n\n![test accuracy]({plot.name})\n"
+        f"{table}\n{figure}"
     )
     return f"{table}\n\n{note}"
