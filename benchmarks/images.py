@@ -421,12 +421,14 @@ MISS_NOTES: list[str] = [
     "at 64.7% (AUC 0.94) and helps the CIFAR-10 features, but costs MNIST 1.7 points (below CE there); a "
     "step budgeted per epoch (60.3% on the probe) costs the features up to 2.3 points: the default stays "
     "the reference's until one rule serves all three (`noisy_labels.methods.meta_weighting.RMNWNet`).",
-    "**LNL-flywheel** (sym. 50%: best 61.2%, last 52.3%): after the warm-up the main network's "
-    "confidence regulariser (lambda 3, ramped over 2 epochs here) drives its loss to -32 and -44 and the "
-    "estimated clean share gamma from 0.33 to 0.20 (the truth: 0.50; 20k-image probe), so most clean "
-    "samples are treated as noisy, the auxiliary network learns from its own predictions and its label "
-    "accuracy falls from 61.5% (epoch 3) to 52.0%: the CR basin the flywheel's docstring measured on "
-    "MNIST, reached here because the ramp is 2 epochs long. Not yet fixed.",
+    "**LNL-flywheel** (sym. 50%: best 61.2%, last 52.3%): the cycle starts from the warm-up's auxiliary "
+    "network, here a weak one (47% test accuracy after 3 warm-up epochs on a 20k-image probe; the paper's "
+    "starts after 10 of 300 epochs). Its fit of the given labels sets gamma = 0.33 (the truth: 0.50); "
+    "the main network learns the auxiliary's labels, so a sample counts as clean where the weak network "
+    "already agrees with its label, gamma falls to 0.21, most clean samples get the auxiliary's own "
+    "prediction as target, and it stops learning: the probe's test accuracy 48.0% after the first "
+    "cycle, 45.5% at the end (CE: 62.0%); the same with the CR ramped over 2 epochs (this table's recipe) "
+    "or over the library's 10 (lambda never above 1.2), so it is not the regulariser.",
     "**EMLC / MLC**: their teachers are trained from scratch on the 1,000 clean images; EMLC's corrected "
     "labels end 56.5% right (MLC's 54.9%), below the given labels' 50% + what CE learns; both papers "
     "start from pretrained (SimCLR) weights (`model.init`), which a CPU budget cannot pretrain here.",

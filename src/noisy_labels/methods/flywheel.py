@@ -80,6 +80,12 @@ Choices the paper leaves open (all documented, most switchable in ``FlywheelPara
   in the mixture of eq. 1 a label drawn from the outlier distribution may equal the true class, and
   clean samples with ``q < 1`` contribute their corrupted part too.
 
+Short budgets (measured, issue 22): the cycle needs a good ``f`` from the warm-up. CIFAR-10 images,
+airbench from scratch, sym. 50%, 20k images, 7 epochs, seed 0: ``f`` is at 47% after its 3 warm-up
+epochs, ``gamma`` starts at 0.33 (truth 0.50) and falls to 0.21 as ``g`` learns ``f``'s labels, most clean
+samples get ``f``'s own prediction as target, and the run ends at 45.5% (CE 62.0%), with the CR ramped
+over 2 epochs or 10 alike (``benchmarks/results/IMAGES.md``).
+
 Initialisation: ``g`` starts from ``model.init``, ``f`` from ``auxiliary_init``, which defaults to
 ``model.init`` (``scratch``: freshly initialised; a path: other weights); the paper trains both from
 scratch.
