@@ -444,16 +444,16 @@ MISS_NOTES: list[str] = [
     "DivideMix 19; some rows shared the cores with tests), so one seed of the three settings is ~5-6 h "
     "at `--jobs 2`, over the aim. A shorter budget is not yet tried: CE on the true labels has one point "
     "of margin over the required 85% (86.0% at 7 epochs).",
-    "**Time per epoch**: at `worst` every one-step meta method is over 3.5x CE (L2B 3.51x, L2RW 4.05x, "
-    "MW-Net 4.14x, MNW-Net 4.16x; CE timed alongside the other job, as they were; probes shared the "
-    "cores for part of some rows). At sym. 50% they read 2.3-2.8x only because that CE row was timed "
-    "while tests shared the cores (43.8 s against 32.5 s at `worst`). MW-Net's exact step has one more "
-    "backward than L2RW / L2B (~3.7-4x CE by its pieces, `benchmarks/results/meta_step_cost.md`, fp32); "
-    "L2RW's 4x is above that file's 3.2-3.7x because bf16 speeds the forward-mode (JVP) pass far "
+    "**Time per epoch**: at sym. 50% the one-step meta methods are 2.8-3.5x CE (MW-Net 3.49x, with CE "
+    "re-timed beside one other job); at `worst` 3.5-4.2x (L2B 3.51x, L2RW 4.05x, MW-Net 4.14x, MNW-Net "
+    "4.16x), rows that shared the cores with probes for part of their run. MW-Net's exact step has one "
+    "more backward than L2RW / L2B (~3.7-4x CE by its pieces, `benchmarks/results/meta_step_cost.md`, "
+    "fp32); the margin is thin because bf16 speeds the forward-mode (JVP) pass far "
     "less than the rest (airbench, batch 256, one thread, CPU seconds: CE step 0.391 -> 0.153 s, a "
     "meta forward + backward 0.390 -> 0.152 s, the JVP pass 0.462 -> 0.339 s), so whole steps are L2RW "
-    "3.26x / MW-Net 3.89x CE in float32 and 4.24x / 5.0x in bf16. Next: why the tangent convolutions "
-    "do not run at bf16 speed.",
+    "3.26x / MW-Net 3.89x CE in float32 and 4.24x / 5.0x in bf16 (training steps only). In the bf16 "
+    "JVP pass (358 ms) BatchNorm's forward-mode rule takes 189 ms and copies of activations 107 ms, the "
+    "21 convolutions 74 ms: a JVP-friendly BatchNorm is the next step.",
 ]
 
 
