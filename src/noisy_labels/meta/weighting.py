@@ -1,5 +1,6 @@
 """Turning meta-gradients and weighting-net outputs into per-sample (per-term) weights.
 
+* :func:`effective_sample_share`: how many samples a batch's weights really train on (a diagnostic).
 * :func:`normalize_sum`: divide by the batch sum, with the reference codes' guard for a zero sum (L2RW;
   the MW-Net/RMNW-Net reference; L2B eq. 9).
 * :func:`rectified_weights`: L2RW's ``w = max(-grad, 0) / sum`` (Ren et al., ICML 2018, restated as
@@ -19,6 +20,7 @@ __all__ = [
     "L2B_NORMALIZATIONS",
     "L2B_SCALES",
     "batch_standardized",
+    "effective_sample_share",
     "l2b_normalize",
     "normalize_sum",
     "rectified_weights",
@@ -27,6 +29,18 @@ __all__ = [
 L2B_NORMALIZATIONS = ("sum", "sigmoid", "softmax")
 #: What the sigmoid and softmax of L2B see: eq. 7's values as they are, or in units of their batch std.
 L2B_SCALES = ("raw", "std")
+
+
+def effective_sample_share(weights: Tensor) -> Tensor:
+    """Kish's effective sample size of a batch's weights as a share of the batch (``train_weight_ess``).
+
+    ``(sum w)^2 / (n sum w^2)``: 1 for equal weights, ``k / n`` when ``k`` samples share all the weight.
+
+    >>> effective_sample_share(torch.tensor([2.0, 2.0, 0.0, 0.0])).item()
+    0.5
+    """
+    w = weights.detach().float()
+    return w.sum() ** 2 / (len(w) * (w * w).sum()).clamp_min(torch.finfo(w.dtype).tiny)
 
 
 def normalize_sum(weights: Tensor) -> Tensor:

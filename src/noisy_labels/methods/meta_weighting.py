@@ -85,6 +85,7 @@ from ..meta import (
     RngState,
     WeightGrad,
     capture_rng,
+    effective_sample_share,
     normalize_sum,
     rectified_weights,
     weight_grad,
@@ -309,18 +310,6 @@ class MWNet(AdaptiveWarmup, MetaMethod, name="mwnet", params=MWNetParams):
             "mean_weight": raw.mean(),
             "weight_ess": effective_sample_share(raw),
         }
-
-
-def effective_sample_share(weights: torch.Tensor) -> torch.Tensor:
-    """Kish's effective sample size of a batch's weights as a share of the batch (``train_weight_ess``).
-
-    ``(sum w)^2 / (n sum w^2)``: 1 for equal weights, ``k / n`` when ``k`` samples share all the weight.
-
-    >>> effective_sample_share(torch.tensor([2.0, 2.0, 0.0, 0.0])).item()
-    0.5
-    """
-    w = weights.detach().float()
-    return w.sum() ** 2 / (len(w) * (w * w).sum()).clamp_min(torch.finfo(w.dtype).tiny)
 
 
 class MNWNet(MWNet, name="mnwnet"):
