@@ -67,7 +67,11 @@ def test_meta_set_is_required(tmp_path):
 
 @pytest.mark.parametrize(
     ("setting", "message"),
-    [("l2b.normalization=l1", "l2b.normalization"), ("mwnet.meta_loss=mse", "mwnet.meta_loss")],
+    [
+        ("l2b.normalization=l1", "l2b.normalization"),
+        ("mwnet.meta_loss=mse", "mwnet.meta_loss"),
+        ("mwnet.lookahead_max=0", "lookahead_max"),
+    ],
 )
 def test_bad_choices_are_clear_errors(tmp_path, setting, message):
     method = setting.split(".")[0]
@@ -254,6 +258,22 @@ def test_l2b_eta_scales_the_exact_meta_gradient(eta):
     expected = brute_force_l2b_weights(built.model, x, y, meta_x, meta_y, expected_eta)
     assert ((raw - expected).norm() / expected.norm()).item() < 1e-8
     assert expected.abs().max() > 1e-8
+
+
+@pytest.mark.parametrize(
+    ("method", "settings", "expected"),
+    [
+        ("mwnet", (), 0.1),  # capped: the effective step 0.3 / (1 - 0.9) = 3 is far above 0.1
+        ("rmnwnet", ("rmnwnet.lookahead_max=0.5",), 0.5),
+        ("mwnet", ("mwnet.lookahead_max=null",), 3.0),
+        ("mwnet", ("mwnet.lookahead=lr",), 0.3),  # the reference's plain lr is never capped
+        ("l2rw", (), 3.0),  # its look-ahead size cancels: uncapped
+    ],
+)
+def test_mwnet_caps_the_effective_lookahead_step(method, settings, expected):
+    optim = ("optim.name=sgd", "optim.lr=0.3", "optim.momentum=0.9", "schedule.name=constant")
+    built, _ = float64_method(method, "fast", *optim, *settings)
+    assert built.lookahead_lr() == pytest.approx(expected)
 
 
 # ------------------------------------------------------------------------ beats CE on MNIST

@@ -33,10 +33,12 @@ differ:
   underflow; the guard then leaves the weights (all zero) as they are.
 * Look-ahead step size: a plain SGD step (no momentum or weight decay), as in RMNW-Net's ``w_hat``
   equation, of the classifier's *effective* step ``lr / (1 - momentum)`` at the current point of the
-  schedule (``lookahead: effective``, default). The reference code uses the plain scheduled lr
-  (``lookahead: lr``, set in the paper configs); the two agree at momentum 0. Why the default differs
-  (measured: with momentum 0.9 the plain lr is a tenth of the real move and the weighting network's
-  meta-gradient, proportional to it, fell to noise), and why the default classifier lr is 0.01 rather
+  schedule (``lookahead: effective``, default), at most ``lookahead_max`` (0.1, the papers' own
+  look-ahead). The reference code uses the plain scheduled lr (``lookahead: lr``, set in the paper
+  configs); the two agree at momentum 0. Why the default differs (measured: with momentum 0.9 the plain
+  lr is a tenth of the real move and the weighting network's meta-gradient, proportional to it, fell to
+  noise), why the cap (a larger virtual step overshoots: the image suite's effective step 2.0 starved
+  MW-Net), and why the default classifier lr is 0.01 rather
   than the papers' 0.1 (a trajectory that oscillates makes the meta-gradient reward high-loss samples,
   which inverted MW-Net's weights), is in :mod:`noisy_labels.defaults`.
 * Weighting-network optimiser (``vnet_optimizer``), on no schedule: Adam lr 1e-3, weight decay 1e-4 (the
@@ -78,7 +80,7 @@ import torch
 import torch.nn.functional as F
 
 from .._validation import check_choice
-from ..defaults import lookahead_step
+from ..defaults import EFFECTIVE_SGD_STEP, lookahead_step
 from ..losses import LossVectorFn, MetaLossFn, mae_loss, per_sample_ce
 from ..meta import (
     META_GRADS,
@@ -106,8 +108,9 @@ class MetaParams:
     meta_grad: str = "fast"  # "fast" (one JVP) | "second_order" (the reference double backward)
     meta_batch_size: int | None = None  # None: the training batch size (papers: 100 and 100)
     lookahead_lr: float | None = None  # a fixed virtual step; None: derived from the classifier (below)
-    # "effective": the classifier's current lr / (1 - momentum) (noisy_labels.defaults);
-    # "lr": its current lr, as the MW-Net / RMNW-Net reference code (the same at momentum 0)
+    # "effective": the classifier's current lr / (1 - momentum) (noisy_labels.defaults; MW-Net's at most
+    # its lookahead_max); "lr": its current lr, as the MW-Net / RMNW-Net reference code (the same at
+    # momentum 0)
     lookahead: str = "effective"
     # cleanness score: an average of each sample's weights over its visits, old visits decaying by this
     # factor per visit (0: the latest weight alone, as before)
@@ -139,7 +142,12 @@ class MetaMethod(Method):
             return self.params.lookahead_lr
         if self.params.lookahead == "lr":
             return self.optimizer.param_groups[0]["lr"]
-        return lookahead_step(self.optimizer)
+        return lookahead_step(self.optimizer, cap=self.lookahead_cap())
+
+    def lookahead_cap(self) -> float | None:
+        """The largest effective look-ahead step; None: uncapped (L2RW and L2B, whose look-ahead size
+        cancels in their weights)."""
+        return None
 
     def meta_gradient(
         self,
@@ -204,6 +212,8 @@ class MWNetParams(MetaParams):
     hidden: int = 100  # weighting network 1-hidden-1
     vnet_optimizer: str = "adam"  # "adam": MW-Net reference code | "sgd": RMNW-Net sec. 4
     vnet_lr: float = 1e-3  # fixed, no schedule (both references)
+    # the effective look-ahead step at most this (the papers' 0.1; module notes); None: no cap
+    lookahead_max: float | None = EFFECTIVE_SGD_STEP
     vnet_momentum: float = 0.9  # sgd only (RMNW-Net reference code, Nesterov)
     vnet_nesterov: bool = True
     vnet_weight_decay: float | None = None  # None: 1e-4 with adam (MW-Net code), 5e-4 with sgd (RMNW-Net)
@@ -220,6 +230,8 @@ class MWNetParams(MetaParams):
         check_choice("vnet_optimizer", self.vnet_optimizer, ("adam", "sgd"))
         if self.vnet_lr <= 0:
             raise ValueError(f"vnet_lr must be > 0, got {self.vnet_lr}.")
+        if self.lookahead_max is not None and self.lookahead_max <= 0:
+            raise ValueError(f"lookahead_max must be > 0 or null, got {self.lookahead_max}.")
         if self.warmup_epochs is not None and self.warmup_epochs < 0:
             raise ValueError(f"warmup_epochs must be >= 0 or null, got {self.warmup_epochs}.")
         if not 0 < self.warmup_max_share <= 1:
@@ -266,6 +278,9 @@ class MWNet(AdaptiveWarmup, MetaMethod, name="mwnet", params=MWNetParams):
 
     def warmup_max_share(self) -> float:
         return self.params.warmup_max_share
+
+    def lookahead_cap(self) -> float | None:
+        return self.params.lookahead_max
 
     def normalized(self, raw: torch.Tensor) -> torch.Tensor:
         return normalize_sum(raw) if self.params.normalize == "sum" else raw / len(raw)
@@ -331,24 +346,22 @@ class RMNWNet(MWNet, name="rmnwnet", params=RMNWNetParams):
     meta samples the classifier already fits and hardly for the others. While the classifier is weak
     the weighting network learns "low loss: weight, high loss: none" faster than the classifier learns
     its classes, the weights settle on samples already fitted, and the classifier stalls. CIFAR-10
-    images, airbench 32-128-128, sym. 50%, 20k images, seed 0, a 4-epoch probe (one of CE warm-up):
-    ``V(0.01) = 0.34`` falls to ``V(5) = 1e-4`` within the first weighted epoch, the batch's effective
-    sample size (``train_weight_ess``) to 0.22-0.28, the weighted training loss to 0.03-0.07, and the
-    run ends at 40.3% (MW-Net 58.5%); the same steep ``V`` and low ESS with float32 instead of bf16, with
-    a *clean* meta set (so it is the loss, not the noise), with the normalised CE (another symmetric
-    loss), with SGD for ``V`` (sec. 4), with the paper's mean normalisation. In 7 epochs (CE 62.0%), 2 / 3
-    warm-up epochs end at 48.3 / 56.9%; all 50k images, 7 epochs: 48.8% against CE 73.8%
-    (``benchmarks/results/IMAGES.md``). A tenth of the weighting network's step (``vnet_lr=1e-4``, 7
-    epochs) keeps ``V`` gentle (ESS 0.45-0.98) and ends at 64.7% (AUC 0.94); it also helps the
-    CIFAR-10 features (defaults, seed 0, all 8 settings +0.2 to +2.1 points) but costs MNIST (3k images,
-    small CNN, sym. 50%, seeds 0-2: 92.1 / 94.2 / 93.6% against 94.5 / 94.8 / 95.8%, CE 93.9%), where
-    the whole run is ~300 weighting steps. A step budgeted per epoch (``0.016 / steps per epoch``: 1e-3
-    on MNIST, 2e-4 on the 20k-image probe, 4e-5 on the features) gave 60.3% on the probe but cost the
-    features up to 2.3 points (sym. 80% 60.4 -> 58.1%, asym. 40% 71.7 -> 70.7%). So the default stays
-    the reference's 1e-3 until a rule derived from the run serves all three; ``vnet_lr=1e-4`` is the
-    measured choice for a from-scratch network on a short budget. MW-Net with its clean meta set starves
-    the same way on CIFAR-10N ``worst`` (20k-image probe: 48.8% against CE 66.0%, ESS 0.34-0.38; with
-    ``vnet_lr=1e-4`` 67.7%, ESS 0.85-0.99).
+    images, airbench 32-128-128, SGD lr 0.2 Nesterov 0.9, sym. 50%, 20k images, 7 epochs, seed 0 (CE
+    62.0%): with the uncapped look-ahead (effective step 2.0) ``V(0.01) = 0.34`` fell to ``V(5) = 1e-4``
+    within the first weighted epoch, the batch's effective sample size (``train_weight_ess``) to
+    0.22-0.28, the weighted training loss to 0.03-0.07; the same with float32 instead of bf16, with a
+    *clean* meta set (so it is the loss, not the noise), with the normalised CE (another symmetric loss),
+    with SGD for ``V`` (sec. 4), with the paper's mean normalisation; 2 / 3 warm-up epochs ended at
+    48.3 / 56.9%, the look-ahead 0.2 (``lookahead: lr``) at 46.3%. Part of it was the overshooting
+    look-ahead that starved MW-Net too (:mod:`noisy_labels.defaults`): with the cap (0.1, the default)
+    the ESS stays 0.33-0.52, clean samples get 0.25 against 0.04 for noisy ones (AUC 0.90), and the
+    probe ends at 55.9%, still below CE. A tenth of the weighting network's step (``vnet_lr=1e-4``,
+    uncapped) ended it at 64.7% (AUC 0.94) and helps the CIFAR-10 features (defaults, seed 0, all 8
+    settings +0.2 to +2.1 points) but costs MNIST (3k images, small CNN, sym. 50%, seeds 0-2: 92.1 /
+    94.2 / 93.6% against 94.5 / 94.8 / 95.8%, CE 93.9%), where the whole run is ~300 weighting steps; a
+    step budgeted per epoch (``0.016 / steps per epoch``) gave 60.3% on the probe but cost the features
+    up to 2.3 points. So ``vnet_lr`` stays the reference's 1e-3 until a rule derived from the run serves
+    all three; ``vnet_lr=1e-4`` is the measured choice for a from-scratch network on a short budget.
     """
 
     corrupt_meta_default = True
