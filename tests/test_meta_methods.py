@@ -47,6 +47,10 @@ def test_runs_and_reports_cleanness_auc(tmp_path, method):
     scores = np.load(out / "cleanness.npy")
     assert scores.shape == (summary["num_train"],) and np.isfinite(scores).all()
     assert json.loads((out / "summary.json").read_text())["method"] == method
+    if method in ("mwnet", "mnwnet", "rmnwnet"):  # the diagnostic of a starving weighting network
+        epochs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        ess = [e["train_weight_ess"] for e in epochs if "train_weight_ess" in e]
+        assert ess and all(0 < v <= 1 for v in ess)
 
 
 def test_command_line_contract(tmp_path, capsys):

@@ -97,6 +97,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     """run one experiment from a YAML config and/or --set overrides"""
     from .engine import run_experiment
     from .engine.build import load_config
+    from .engine.distributed import launched_rank
 
     changes = None
     if args.resume:
@@ -114,8 +115,9 @@ def cmd_run(args: argparse.Namespace) -> None:
             overrides.append(f"out={args.out}")
         cfg = load_config(args.config, overrides)
     summary = run_experiment(cfg, resume=args.resume, overwrite=args.overwrite, changes=changes)
-    keys = ("best_test_acc", "last_test_acc", "label_acc", "cleanness_auc", "seconds")
-    print("  ".join(f"{k}={summary[k]:.4f}" for k in keys if summary.get(k) is not None))
+    if launched_rank() == 0:  # under torchrun the other ranks stay quiet
+        keys = ("best_test_acc", "last_test_acc", "label_acc", "cleanness_auc", "seconds")
+        print("  ".join(f"{k}={summary[k]:.4f}" for k in keys if summary.get(k) is not None))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:

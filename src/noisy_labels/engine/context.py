@@ -32,7 +32,7 @@ from ..meta.functional import unwrap
 from ..models import Classifier, create_model
 from ..models.init import SCRATCH, WeightsSource, init_backbone
 from .augment import BatchPreparer, View
-from .distributed import DistInfo, wrap_model
+from .distributed import DistInfo, all_sum, gather_slices, sum_grads, wrap_model
 from .experiment_data import ExperimentData
 from .precision import cpu_bf16_enabled
 
@@ -53,6 +53,8 @@ class Clock:
     steps_per_epoch: int
     epoch: int = 0
     step_in_epoch: int = 0
+    batch_share: float = 1.0  # this rank's share of the global batch (1 in one process)
+    batch_len: int = 0  # the global batch's length (all ranks' slices together)
 
 
 class TrainingContext:
@@ -250,8 +252,43 @@ class TrainingContext:
 
     def write_samples(self, state: torch.Tensor, index: torch.Tensor, values: torch.Tensor | float) -> None:
         """``state[index] = values``: the one place a batch changes per-sample state (``state`` is a
-        :meth:`sample_state` tensor or one copy of it, ``index`` the batch's training-set positions)."""
+        :meth:`sample_state` tensor or one copy of it, ``index`` the batch's training-set positions).
+
+        Under ``torchrun`` every rank's slice is gathered and written on every rank, in the global batch's
+        order (:func:`~noisy_labels.engine.distributed.gather_slices`): the state stays one global copy.
+        """
+        if self.dist.enabled:
+            if isinstance(values, torch.Tensor) and values.dim() > 0:
+                index, values = gather_slices(self.dist, index, values.to(state.dtype))
+            else:
+                (index,) = gather_slices(self.dist, index)
         state[index] = values
+
+    # ------------------------------------------------------------------------------ the global batch
+    def gather_batch(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Per-sample tensors of this rank's slice as the whole global batch's, in its order (the
+        tensors themselves in one process). Not differentiable: for batch-wise rules on values."""
+        return gather_slices(self.dist, *tensors)
+
+    def global_batch_len(self, local_len: int) -> int:
+        """The current global batch's length (all ranks' slices together); ``local_len`` in one process."""
+        return self.clock.batch_len if self.dist.enabled else local_len
+
+    def local_rows(self, batch_tensor: torch.Tensor) -> torch.Tensor:
+        """This rank's rows of a global-batch tensor (from :meth:`gather_batch`)."""
+        if not self.dist.enabled:
+            return batch_tensor
+        return batch_tensor[self.dist.rank :: self.dist.world_size]
+
+    def global_sum(self, value: torch.Tensor, *, differentiable: bool = False) -> torch.Tensor:
+        """``value`` summed over the ranks (itself in one process); ``differentiable``: gradients flow back
+        to every rank's ``value`` (the backward of a sum is a sum of the ranks' gradients)."""
+        return all_sum(self.dist, value, differentiable=differentiable)
+
+    def sum_gradients(self, params: Iterable[torch.Tensor]) -> None:
+        """Sum the ``.grad`` of parameters outside DDP over the ranks (a network trained from a
+        meta-gradient of the global batch, each rank holding its slice's part)."""
+        sum_grads(self.dist, params)
 
     # ------------------------------------------------------------------------------ the clock
     @property
@@ -371,10 +408,25 @@ class TrainingContext:
         return self.autocast()
 
     def step(
-        self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, *, clip: float | None = None
+        self,
+        loss: torch.Tensor,
+        optimizer: torch.optim.Optimizer,
+        *,
+        clip: float | None = None,
+        reduction: str = "mean",
     ) -> None:
-        """zero_grad, backward (scaled under AMP), optional gradient-norm clipping, optimiser step."""
+        """zero_grad, backward (scaled under AMP), optional gradient-norm clipping, optimiser step.
+
+        Under ``torchrun`` DDP averages the ranks' gradients; ``reduction`` says what ``loss`` is, so that
+        the average is the single-process gradient of the global batch: ``"mean"``, a mean over this rank's
+        slice (weighted by the slice's share, exact for slices of unequal length too); ``"sum"``, this
+        rank's part of a sum over the global batch (terms normalised over the global batch, e.g. weights
+        divided by :meth:`global_sum`). One process: ``loss`` as it is.
+        """
         optimizer.zero_grad(set_to_none=True)
+        if self.dist.enabled:
+            share = self.clock.batch_share if reduction == "mean" else 1.0
+            loss = loss * (self.dist.world_size * share)
         self.scaler.scale(loss).backward()
         clip = clip if clip is not None else self._cfg.grad_clip
         if clip:

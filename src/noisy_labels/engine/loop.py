@@ -83,12 +83,18 @@ class Engine:
         bs = self.cfg.batch_size
         for step in range(self.ctx.clock.steps_per_epoch):
             idx = order[step * bs : (step + 1) * bs]
-            if self.dist.enabled:
-                idx = idx[self.dist.rank :: self.dist.world_size]
             ctx.clock.step_in_epoch = step
             self._apply_schedule()
             raw = self.data.train_x[idx]
-            yield Batch(index=idx, raw=raw, x=ctx.prepare(raw, "weak"), y=self.data.train_y[idx])
+            # the whole global batch is prepared on every rank (the same augmentation draws as one process,
+            # the generators stay in step), then each rank keeps its slice
+            x, y = ctx.prepare(raw, "weak"), self.data.train_y[idx]
+            ctx.clock.batch_share, ctx.clock.batch_len = 1.0, len(idx)
+            if self.dist.enabled:
+                mine = slice(self.dist.rank, None, self.dist.world_size)
+                ctx.clock.batch_share = len(idx[mine]) / len(idx)
+                idx, raw, x, y = idx[mine], raw[mine], x[mine], y[mine]
+            yield Batch(index=idx, raw=raw, x=x, y=y)
 
     # ------------------------------------------------------------------------------ LR schedule
     def lr_factor(self, t: float) -> float:

@@ -32,6 +32,7 @@ and a double backward through it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -177,6 +178,7 @@ def weight_grad(
     losses: Tensor | None = None,
     rng: RngState | None = None,
     params: ParamDict | None = None,
+    total_of: Callable[[Tensor], Tensor] | None = None,
 ) -> WeightGrad:
     """Exact ``dL_meta(theta'(w))/dw`` by one JVP: ``-lr * J(theta) grad L_meta(theta')``.
 
@@ -207,6 +209,9 @@ def weight_grad(
     params : dict, optional
         The weights ``theta`` to differentiate and step: a subset of the model's trainable parameters
         (e.g. the head only); default all of them (:func:`~noisy_labels.meta.functional.parameters_of`).
+    total_of : callable, optional
+        Turns this batch's look-ahead gradient into the global batch's: under ``torchrun``, where ``x``
+        is one rank's slice, the sum over the ranks (a differentiable all-reduce).
 
     Returns
     -------
@@ -238,7 +243,7 @@ def weight_grad(
     if weights is None:
         ahead = params  # theta' = theta at w = 0
     else:
-        g_train = grad_dict((weights.detach() * losses).sum(), params, retain_graph=True)
+        g_train = _total(grad_dict((weights.detach() * losses).sum(), params, retain_graph=True), total_of)
         ahead = lookahead(params, g_train, lr)
     meta_loss, g_meta = meta_loss_and_grad(model, ahead, meta_x, meta_y, meta_loss_fn)
     _, tangent = jvp_losses(model, params, g_meta, x, loss_vector_fn, rng=rng)
@@ -258,6 +263,7 @@ def weight_grad_second_order(
     weights: Tensor | None = None,
     losses: Tensor | None = None,
     params: ParamDict | None = None,
+    total_of: Callable[[Tensor], Tensor] | None = None,
 ) -> WeightGrad:
     """The reference path: build ``theta'(w)`` with ``create_graph=True`` and differentiate w.r.t. ``w``.
 
@@ -273,7 +279,12 @@ def weight_grad_second_order(
     w.requires_grad_(True)
     with torch.enable_grad():
         g_train = grad_dict((w * losses).sum(), params, retain_graph=True, create_graph=True)
-        ahead = lookahead(params, g_train, lr)
+        ahead = lookahead(params, _total(g_train, total_of), lr)
         meta_loss = meta_loss_fn(functional_forward(model, ahead, meta_x), meta_y)
         (grad,) = torch.autograd.grad(meta_loss, w)
     return WeightGrad(grad.detach(), losses, meta_loss.detach())
+
+
+def _total(grads: ParamDict, total_of: Callable[[Tensor], Tensor] | None) -> ParamDict:
+    """``grads`` with ``total_of`` applied to each tensor (the ranks' sum under ``torchrun``)."""
+    return grads if total_of is None else {k: total_of(g) for k, g in grads.items()}

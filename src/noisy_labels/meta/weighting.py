@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -43,11 +45,13 @@ def effective_sample_share(weights: Tensor) -> Tensor:
     return w.sum() ** 2 / (len(w) * (w * w).sum()).clamp_min(torch.finfo(w.dtype).tiny)
 
 
-def normalize_sum(weights: Tensor) -> Tensor:
+def normalize_sum(weights: Tensor, total_of: Callable[[Tensor], Tensor] | None = None) -> Tensor:
     """``w / sum(w)``, or ``w`` unchanged when the sum is zero (every weight clamped to 0).
 
     The zero-sum guard is the reference codes' (L2RW, MW-Net, RMNW-Net, L2B): a batch whose weights are
     all zero contributes no update rather than a division by zero. Written without a host sync.
+    ``total_of`` turns the local sum into the batch's (under ``torchrun``: the sum over the ranks'
+    slices, :meth:`~noisy_labels.engine.context.TrainingContext.global_sum`).
 
     Examples
     --------
@@ -56,11 +60,11 @@ def normalize_sum(weights: Tensor) -> Tensor:
     >>> normalize_sum(torch.zeros(2)).tolist()
     [0.0, 0.0]
     """
-    total = weights.sum()
+    total = weights.sum() if total_of is None else total_of(weights.sum())
     return weights / torch.where(total > 0, total, torch.ones_like(total))
 
 
-def rectified_weights(grad: Tensor) -> Tensor:
+def rectified_weights(grad: Tensor, total_of: Callable[[Tensor], Tensor] | None = None) -> Tensor:
     """L2RW's weights from the meta-gradient at ``w = 0``: ``max(-grad, 0)`` normalised to sum 1.
 
     Ren et al. 2018 (restated as L2B eq. 8-9): a sample whose gradient agrees with the meta gradient
@@ -71,7 +75,7 @@ def rectified_weights(grad: Tensor) -> Tensor:
     >>> rectified_weights(torch.tensor([-1.0, 2.0, -3.0])).tolist()
     [0.25, 0.0, 0.75]
     """
-    return normalize_sum(torch.clamp(-grad, min=0.0))
+    return normalize_sum(torch.clamp(-grad, min=0.0), total_of)
 
 
 def batch_standardized(grad: Tensor) -> Tensor:

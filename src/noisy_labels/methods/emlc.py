@@ -102,7 +102,9 @@ microsoft/MLC for MLC):
   data-dependent discount) is not implemented: one step, as EMLC's paper compares.
 
 Student and teacher steps run under bf16 autocast where the run uses mixed precision
-(``ctx.meta_autocast``; full precision otherwise); distributed (DDP) training is untested.
+(``ctx.meta_autocast``; full precision otherwise). Under ``torchrun`` both finish and their per-sample
+outputs cover every sample, but the look-ahead and teacher gradients are each rank's slice's, so the
+teachers are not yet the single-process teacher (:mod:`noisy_labels.engine.distributed`).
 """
 
 from __future__ import annotations

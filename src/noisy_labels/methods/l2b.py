@@ -179,17 +179,20 @@ class L2B(MetaMethod, name="l2b", params=L2BParams):
         if self.ctx.epoch < p.warmup_epochs:  # plain CE
             return Method.train_step(self, batch)
         result = self.meta_gradient(batch.x, real_and_pseudo_ce(batch.y))
+        b = len(batch.y)
+        # normalised over the global batch's 2B terms (gathered from the ranks' slices under torchrun)
+        real, pseudo = self.ctx.gather_batch(result.grad[:b], result.grad[b:])
         alpha, beta = l2b_weights(
-            result.grad,
+            torch.cat([real, pseudo]),
             normalization=p.normalization,
             temperature=p.temperature,
             variant=p.variant,
             scale=p.scale,
         )
-        b = len(batch.y)
+        alpha, beta = self.ctx.local_rows(alpha), self.ctx.local_rows(beta)
         loss = (alpha * result.losses[:b]).sum() + (beta * result.losses[b:]).sum()
-        self.ctx.step(loss, self.optimizer, clip=p.clip_grad_norm)
-        self.record_weights(batch.index, alpha * b)
+        self.ctx.step(loss, self.optimizer, clip=p.clip_grad_norm, reduction="sum")
+        self.record_weights(batch.index, alpha * self.ctx.global_batch_len(b))
         return {
             "loss": loss.detach(),
             "meta_loss": result.meta_loss,

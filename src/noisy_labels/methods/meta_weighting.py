@@ -68,12 +68,19 @@ a separate untracked forward that replays its dropout masks. The meta step runs 
 the run uses mixed precision (``ctx.meta_autocast``: bf16 on a CPU with ``bf16_cpu``; with CUDA AMP
 bf16 where the GPU has it, else full precision, as fp16 meta-gradients have no loss scaler), so the meta
 methods keep their cost ratio to CE: the bf16 meta-gradient agrees with float32's to a cosine of 0.99
-(airbench, ``tests/test_meta_bf16.py``). Distributed (DDP) training of the meta methods is untested.
+(airbench, ``tests/test_meta_bf16.py``).
+
+Under ``torchrun`` each rank holds a slice of the global batch and the step is the single-process step
+on the global batch (``tests/test_distributed.py``): the weights are normalised by the global sum (for
+MW-Net a sum over the ranks that passes ``V``'s gradient back to every rank), the look-ahead gradient is
+the ranks' sum, the meta batch is the same on every rank (shared generator), ``V``'s gradients are summed
+over the ranks before its step, and the real loss is each rank's part of the global weighted sum.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -162,10 +169,12 @@ class MetaMethod(Method):
         meta_x, meta_y = self.ctx.meta_batch(self.params.meta_batch_size)
         args = (self.model, x, loss_vector_fn, meta_x, meta_y, META_LOSSES[self.params.meta_loss])
         lr = self.lookahead_lr()
+        # the look-ahead gradient of the global batch: the ranks' slice gradients summed
+        total_of = partial(self.ctx.global_sum, differentiable=True)
         with self.ctx.meta_autocast():  # bf16 where the run uses autocast: agrees with fp32 (test_meta_bf16)
             if self.params.meta_grad == "fast":
-                return weight_grad(*args, lr=lr, weights=weights, losses=losses, rng=rng)
-            return weight_grad_second_order(*args, lr=lr, weights=weights, losses=losses)
+                return weight_grad(*args, lr=lr, weights=weights, losses=losses, rng=rng, total_of=total_of)
+            return weight_grad_second_order(*args, lr=lr, weights=weights, losses=losses, total_of=total_of)
 
     def record_weights(self, index: torch.Tensor, scores: torch.Tensor) -> None:
         """Fold a batch's weights into the samples' scores (an average that forgets old visits)."""
@@ -194,10 +203,10 @@ class L2RW(MetaMethod, name="l2rw", params=L2RWParams):
         if self.ctx.epoch < self.params.warmup_epochs:
             return super().train_step(batch)
         result = self.meta_gradient(batch.x, per_sample_ce(batch.y))
-        weights = rectified_weights(result.grad)
+        weights = rectified_weights(result.grad, self.ctx.global_sum)  # normalised over the global batch
         loss = (weights * result.losses).sum()
-        self.ctx.step(loss, self.optimizer)
-        self.record_weights(batch.index, weights * len(weights))
+        self.ctx.step(loss, self.optimizer, reduction="sum")
+        self.record_weights(batch.index, weights * self.ctx.global_batch_len(len(weights)))
         return {
             "loss": loss.detach(),
             "meta_loss": result.meta_loss,
@@ -283,7 +292,11 @@ class MWNet(AdaptiveWarmup, MetaMethod, name="mwnet", params=MWNetParams):
         return self.params.lookahead_max
 
     def normalized(self, raw: torch.Tensor) -> torch.Tensor:
-        return normalize_sum(raw) if self.params.normalize == "sum" else raw / len(raw)
+        """The weights over the global batch (under ``torchrun`` its sum runs over the ranks and passes
+        gradients back to each rank's outputs, so ``V``'s summed gradient is the global batch's)."""
+        if self.params.normalize == "mean":
+            return raw / self.ctx.global_batch_len(len(raw))
+        return normalize_sum(raw, partial(self.ctx.global_sum, differentiable=raw.requires_grad))
 
     def on_epoch_end(self, epoch: int) -> None:
         if self.in_warmup():
@@ -311,12 +324,13 @@ class MWNet(AdaptiveWarmup, MetaMethod, name="mwnet", params=MWNetParams):
         )
         self.vnet_optimizer.zero_grad(set_to_none=True)
         weights.backward(result.grad)
+        self.ctx.sum_gradients(self.vnet.parameters())  # each rank holds its slice's part
         self.vnet_optimizer.step()
         # Real step with the updated weighting network.
         with torch.no_grad():
             raw = self.vnet(losses.detach())
         loss = (self.normalized(raw) * losses).sum()
-        self.ctx.step(loss, self.optimizer)
+        self.ctx.step(loss, self.optimizer, reduction="sum")
         self.record_weights(batch.index, raw)
         return {
             "loss": loss.detach(),
