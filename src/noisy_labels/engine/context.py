@@ -280,6 +280,15 @@ class TrainingContext:
             return batch_tensor
         return batch_tensor[self.dist.rank :: self.dist.world_size]
 
+    def mean_of_rows(self, values: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The mean of ``values`` (this rank's slice) over ``rows``, positions in the global batch: in one
+        process ``values[rows].mean()``; under ``torchrun`` this rank's part of that mean (the rows it
+        holds, over the count of all), a loss for ``step(..., reduction="sum")``."""
+        if not self.dist.enabled:
+            return values[rows].mean()
+        mine = rows[rows % self.dist.world_size == self.dist.rank] // self.dist.world_size
+        return values[mine].sum() / len(rows)
+
     def global_sum(self, value: torch.Tensor, *, differentiable: bool = False) -> torch.Tensor:
         """``value`` summed over the ranks (itself in one process); ``differentiable``: gradients flow back
         to every rank's ``value`` (the backward of a sum is a sum of the ranks' gradients)."""

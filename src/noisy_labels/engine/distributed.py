@@ -20,9 +20,8 @@ What keeps a run under ``torchrun`` equal to one process on the same global batc
 * Only rank 0 writes files and prints; every rank loads the same checkpoint on resume.
 
 Equal to one process (``tests/test_distributed.py``, float tolerance): CE and the robust losses, CDR,
-DMLP, ELR, L2RW, L2B, MW-Net, MNW-Net, RMNW-Net. Not yet: co-teaching (small-loss selection within each
-slice), DivideMix, ELR+ and the flywheel (mixup partners and, for DivideMix, unlabelled draws sized by
-the slice), MLC and EMLC (their look-ahead and teacher gradients are the slice's); they finish and write
+co-teaching, DMLP, ELR, L2RW, L2B, MW-Net, MNW-Net, RMNW-Net. Not yet: DivideMix, ELR+ and the flywheel
+(mixup partners within each slice and, for DivideMix, unlabelled draws sized by the slice), MLC and EMLC (their look-ahead and teacher gradients are the slice's); they finish and write
 outputs over every sample. BatchNorm statistics and dropout masks are per rank, as in any DDP run
 (SyncBatchNorm has no CPU kernels and would break the forward-mode meta-gradient).
 """

@@ -133,13 +133,18 @@ class CoTeaching(Method, name="coteaching", params=CoTeachingParams):
             logits1, logits2 = self.net1(batch.x), self.net2(batch.x)
             loss1 = F.cross_entropy(logits1, batch.y, reduction="none")
             loss2 = F.cross_entropy(logits2, batch.y, reduction="none")
-        update1, update2, keep1, keep2 = exchange_small_loss(loss1, loss2, self.keep)
-        self.ctx.step(update1, self.opt1)
-        self.ctx.step(update2, self.opt2)
-        for k, (losses, keep) in enumerate(((loss1, keep1), (loss2, keep2))):
-            self.ctx.write_samples(self.quantiles[k], batch.index, loss_quantiles(losses.detach().float()))
-            self.ctx.write_samples(self.kept[k], batch.index, False)
-            self.ctx.write_samples(self.kept[k], batch.index[keep], True)
+        # the selection ranks the global batch (its losses gathered from the ranks' slices under torchrun)
+        ctx = self.ctx
+        global1, global2 = ctx.gather_batch(loss1.detach().float(), loss2.detach().float())
+        keep1, keep2 = small_loss_selection(global1, self.keep), small_loss_selection(global2, self.keep)
+        update1, update2 = ctx.mean_of_rows(loss1, keep2), ctx.mean_of_rows(loss2, keep1)
+        ctx.step(update1, self.opt1, reduction="sum")
+        ctx.step(update2, self.opt2, reduction="sum")
+        for k, (losses, keep) in enumerate(((global1, keep1), (global2, keep2))):
+            kept = torch.zeros(len(losses), dtype=torch.bool, device=losses.device)
+            kept[keep] = True
+            ctx.write_samples(self.quantiles[k], batch.index, ctx.local_rows(loss_quantiles(losses)))
+            ctx.write_samples(self.kept[k], batch.index, ctx.local_rows(kept))
         accuracy = (logits1.detach().argmax(1) == batch.y).float().mean()
         return {"loss": (update1 + update2).detach() / 2, "acc": accuracy, "keep": torch.tensor(self.keep)}
 
