@@ -34,8 +34,18 @@ EXTRA: dict[str, list[str]] = {
 }
 
 
-def settings(method: str, out: Path) -> list[str]:
-    return [*TINY, f"method={method}", *EXTRA.get(method, []), f"out={out / method}"]
+# Named variants: a method with other settings (the reference second-order meta-gradients).
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "mwnet_second_order": ("mwnet", ["mwnet.meta_grad=second_order"]),
+    "emlc_second_order": ("emlc", ["emlc.meta_grad=second_order"]),
+    # an auxiliary network with a backbone: the flywheel's contrastive term over the whole batch
+    "flywheel_mlp": ("flywheel", ["model.name=mlp", "model.params={hidden: [32]}"]),
+}
+
+
+def settings(name: str, out: Path) -> list[str]:
+    method, extra = VARIANTS.get(name, (name, []))
+    return [*TINY, f"method={method}", *EXTRA.get(method, []), *extra, f"out={out / name}"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,7 +32,14 @@ from ..meta.functional import unwrap
 from ..models import Classifier, create_model
 from ..models.init import SCRATCH, WeightsSource, init_backbone
 from .augment import BatchPreparer, View
-from .distributed import DistInfo, all_sum, gather_slices, sum_grads, wrap_model
+from .distributed import (
+    DistInfo,
+    all_sum,
+    gather_slices,
+    gather_slices_replicated,
+    sum_grads,
+    wrap_model,
+)
 from .experiment_data import ExperimentData
 from .precision import cpu_bf16_enabled
 
@@ -274,6 +281,12 @@ class TrainingContext:
         """The current global batch's length (all ranks' slices together); ``local_len`` in one process."""
         return self.clock.batch_len if self.dist.enabled else local_len
 
+    def gather_batch_replicated(self, value: torch.Tensor) -> torch.Tensor:
+        """:meth:`gather_batch` of one tensor with gradients, for an objective every rank computes alike
+        over the whole global batch (each rank's rows get their gradient; pass the loss to
+        :meth:`step` as ``reduction="sum"``). The tensor itself in one process."""
+        return gather_slices_replicated(self.dist, value)
+
     def local_rows(self, batch_tensor: torch.Tensor) -> torch.Tensor:
         """This rank's rows of a global-batch tensor (from :meth:`gather_batch`)."""
         if not self.dist.enabled:
@@ -289,10 +302,20 @@ class TrainingContext:
         mine = rows[rows % self.dist.world_size == self.dist.rank] // self.dist.world_size
         return values[mine].sum() / len(rows)
 
-    def global_sum(self, value: torch.Tensor, *, differentiable: bool = False) -> torch.Tensor:
-        """``value`` summed over the ranks (itself in one process); ``differentiable``: gradients flow back
-        to every rank's ``value`` (the backward of a sum is a sum of the ranks' gradients)."""
-        return all_sum(self.dist, value, differentiable=differentiable)
+    def part_of_batch_objective(
+        self, slice_mean: torch.Tensor, shared: torch.Tensor | float = 0.0
+    ) -> torch.Tensor:
+        """This rank's part of ``mean over the global batch + shared`` (``shared``: a term every rank
+        computes alike, e.g. on the trusted batch); the ranks' parts sum to the objective. One process:
+        ``slice_mean + shared``."""
+        if not self.dist.enabled:
+            return slice_mean + shared
+        return slice_mean * self.clock.batch_share + shared / self.dist.world_size
+
+    def global_sum(self, value: torch.Tensor, *, grad: str = "none") -> torch.Tensor:
+        """``value`` summed over the ranks (itself in one process); ``grad`` (``"none"``, ``"parts"``,
+        ``"replicated"``): how gradients pass back, :func:`~noisy_labels.engine.distributed.all_sum`."""
+        return all_sum(self.dist, value, grad=grad)
 
     def sum_gradients(self, params: Iterable[torch.Tensor]) -> None:
         """Sum the ``.grad`` of parameters outside DDP over the ranks (a network trained from a

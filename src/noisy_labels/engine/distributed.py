@@ -19,11 +19,12 @@ What keeps a run under ``torchrun`` equal to one process on the same global batc
   learn from a meta-gradient sum their gradients over the ranks (:func:`sum_grads`).
 * Only rank 0 writes files and prints; every rank loads the same checkpoint on resume.
 
-Equal to one process (``tests/test_distributed.py``, float tolerance): CE and the robust losses, CDR,
-co-teaching, DMLP, ELR, L2RW, L2B, MW-Net, MNW-Net, RMNW-Net. Not yet: DivideMix, ELR+ and the flywheel
-(mixup partners within each slice and, for DivideMix, unlabelled draws sized by the slice), MLC and EMLC (their look-ahead and teacher gradients are the slice's); they finish and write
-outputs over every sample. BatchNorm statistics and dropout masks are per rank, as in any DDP run
-(SyncBatchNorm has no CPU kernels and would break the forward-mode meta-gradient).
+Every method is equal to one process within float tolerance (``tests/test_distributed.py``: two gloo
+ranks against one process; mixup partners, co-teaching's and DivideMix's selections, contrastive
+negatives and the meta-gradients all range over the global batch). What stays per rank, as in any DDP
+run: BatchNorm statistics and dropout masks (SyncBatchNorm has no CPU kernels and would break the
+forward-mode meta-gradient). Redundant work: DivideMix builds and labels the whole MixMatch batch on
+every rank (no-grad forwards) and trains on its rows; every rank draws the same meta batches.
 """
 
 from __future__ import annotations
@@ -93,6 +94,28 @@ def gather_slices(info: DistInfo, *tensors: torch.Tensor) -> tuple[torch.Tensor,
     return tuple(_gather_rows(t, sizes, longest, info)[order] for t in tensors)
 
 
+def gather_slices_replicated(info: DistInfo, value: torch.Tensor) -> torch.Tensor:
+    """:func:`gather_slices` of one tensor with gradients: every rank computes the same objective from the
+    gathered batch (a contrastive loss over all its samples), and each rank's input gets its own rows'
+    gradient of it; its network's gradient is then its part of the whole, for DDP to combine."""
+    if not info.enabled:
+        return value
+    return _GatherReplicated.apply(value, info)
+
+
+class _GatherReplicated(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, value: torch.Tensor, info: DistInfo) -> torch.Tensor:  # type: ignore[override]
+        ctx.info = info
+        (whole,) = gather_slices(info, value.detach())
+        return whole
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        info = ctx.info
+        return grad[info.rank :: info.world_size], None
+
+
 def _gather_rows(t: torch.Tensor, sizes: list[int], longest: int, info: DistInfo) -> torch.Tensor:
     wire = t.to(torch.uint8) if t.dtype == torch.bool else t.contiguous()
     padded = torch.zeros((longest, *wire.shape[1:]), dtype=wire.dtype, device=wire.device)
@@ -103,32 +126,57 @@ def _gather_rows(t: torch.Tensor, sizes: list[int], longest: int, info: DistInfo
     return rows.to(torch.bool) if t.dtype == torch.bool else rows
 
 
-def all_sum(info: DistInfo, value: torch.Tensor, *, differentiable: bool = False) -> torch.Tensor:
-    """``value`` summed over the ranks (``value`` itself when not distributed)."""
+#: How gradients pass back through a sum over the ranks (:func:`all_sum`).
+SUM_GRADS = ("none", "parts", "replicated")
+
+
+def all_sum(info: DistInfo, value: torch.Tensor, *, grad: str = "none") -> torch.Tensor:
+    """``value`` summed over the ranks (``value`` itself when not distributed).
+
+    ``grad`` says what the ranks compute from the sum, and so how gradients pass back: ``"none"``, a
+    constant; ``"parts"``, each rank a different part of one objective (its slice's terms), so a rank's
+    input gets the sum of all ranks' gradients; ``"replicated"``, every rank the same objective (a meta
+    loss at look-ahead weights built from the sum), so each rank's own gradient is already the whole one.
+    """
     if not info.enabled:
         return value
-    if differentiable:
-        return _SumOverRanks.apply(value)
+    if grad == "parts":
+        return _SumOfParts.apply(value)
+    if grad == "replicated":
+        return _ReplicatedSum.apply(value)
     total = value.detach().clone()
     dist.all_reduce(total)
     return total
 
 
-class _SumOverRanks(torch.autograd.Function):
-    """A sum over the ranks whose backward sums the ranks' gradients: every rank's input feeds every
-    rank's output, so its gradient is the sum of all ranks' output gradients."""
+def _reduced(value: torch.Tensor) -> torch.Tensor:
+    total = value.clone()
+    dist.all_reduce(total)
+    return total
+
+
+class _SumOfParts(torch.autograd.Function):
+    """Sum over the ranks; backward: the ranks' gradients summed (each holds a part of the objective)."""
 
     @staticmethod
     def forward(ctx, value: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        total = value.clone()
-        dist.all_reduce(total)
-        return total
+        return _reduced(value)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        total = grad.clone()
-        dist.all_reduce(total)
-        return total
+        return _reduced(grad)
+
+
+class _ReplicatedSum(torch.autograd.Function):
+    """Sum over the ranks; backward: this rank's gradient as it is (every rank holds the whole objective)."""
+
+    @staticmethod
+    def forward(ctx, value: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return _reduced(value)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return grad
 
 
 def sum_grads(info: DistInfo, params: Iterable[torch.Tensor]) -> None:

@@ -88,13 +88,13 @@ class Engine:
             raw = self.data.train_x[idx]
             # the whole global batch is prepared on every rank (the same augmentation draws as one process,
             # the generators stay in step), then each rank keeps its slice
-            x, y = ctx.prepare(raw, "weak"), self.data.train_y[idx]
+            batch = Batch(index=idx, raw=raw, x=ctx.prepare(raw, "weak"), y=self.data.train_y[idx])
             ctx.clock.batch_share, ctx.clock.batch_len = 1.0, len(idx)
             if self.dist.enabled:
                 mine = slice(self.dist.rank, None, self.dist.world_size)
                 ctx.clock.batch_share = len(idx[mine]) / len(idx)
-                idx, raw, x, y = idx[mine], raw[mine], x[mine], y[mine]
-            yield Batch(index=idx, raw=raw, x=x, y=y)
+                batch = Batch(idx[mine], raw[mine], batch.x[mine], batch.y[mine], whole=batch)
+            yield batch
 
     # ------------------------------------------------------------------------------ LR schedule
     def lr_factor(self, t: float) -> float:

@@ -70,6 +70,9 @@ class StudentStep:
         RNG state captured right before the step's student forward, replayed so dropout masks match.
     context : Any
         Whatever the caller needs to rebuild the step's soft labels with their graph (labels, ...).
+    share : float
+        ``x``'s share of the step's global batch (1 in one process; under ``torchrun`` a rank's slice):
+        the batch mean of eq. 6 is the slice's mean times this share, summed over the ranks.
     """
 
     params: ParamDict
@@ -77,6 +80,7 @@ class StudentStep:
     lr: float
     rng: RngState | None = None
     context: Any = None
+    share: float = 1.0
 
 
 #: Rebuilds a recorded step's loss vector ``logits -> (B,)`` with its graph to the teacher.
@@ -154,7 +158,7 @@ def fpmg_backward(
         _, tangent = jvp_losses(
             model, step.params, g_meta, step.x, targets_for(step), differentiable_tangent=True, rng=step.rng
         )
-        term = (-scale * coef) * tangent.mean()
+        term = (-scale * coef * step.share) * tangent.mean()
         _backward(term, inputs)
         total = total + term.detach()
     return total
@@ -184,7 +188,7 @@ def mixed_hessian_backward(
         with replay_rng(step.rng), torch.enable_grad():
             losses = targets_for(step)(functional_forward(model, leaves, step.x))
             g_train = grad_dict(losses.mean(), leaves, retain_graph=True, create_graph=True)
-            term = (-scale * coef) * dot(g_train, g_meta)
+            term = (-scale * coef * step.share) * dot(g_train, g_meta)
         _backward(term, inputs)
         total = total + term.detach()
     return total
@@ -199,6 +203,7 @@ def lookahead_meta_loss(
     *,
     lr: float,
     params: ParamDict | None = None,
+    total_of: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
     """MLC's meta objective: ``L_meta(w - lr * grad_w loss)`` with the graph through the gradient.
 
@@ -221,6 +226,9 @@ def lookahead_meta_loss(
         Step size of the virtual SGD step.
     params : dict, optional
         Default: the model's trainable parameters.
+    total_of : callable, optional
+        Turns the gradient of ``loss`` into the global batch's (under ``torchrun``: the ranks' sum, each
+        rank's ``loss`` its part of the global objective).
 
     Returns
     -------
@@ -229,4 +237,6 @@ def lookahead_meta_loss(
     """
     params = parameters_of(model) if params is None else params
     g_train = grad_dict(loss, params, retain_graph=True, create_graph=True)
+    if total_of is not None:
+        g_train = {k: total_of(g) for k, g in g_train.items()}
     return meta_loss_fn(functional_forward(model, lookahead(params, g_train, lr), meta_x), meta_y)

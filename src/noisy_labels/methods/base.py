@@ -37,6 +37,14 @@ class Batch:
     raw: torch.Tensor  # stored samples (uint8 NHWC images or features), for extra views
     x: torch.Tensor  # the prepared weak view
     y: torch.Tensor  # given (noisy) labels
+    # under torchrun: the whole global batch this slice belongs to (every rank prepares it), for rules
+    # that pair samples across the batch (mixup partners); None in one process, where it is the batch
+    whole: Batch | None = None
+
+    @property
+    def global_batch(self) -> Batch:
+        """The whole global batch (this batch itself in one process)."""
+        return self.whole if self.whole is not None else self
 
     def relabelled(self, labels: torch.Tensor) -> Batch:
         """The same batch with ``labels[index]`` (labels over the whole training set) as its ``y``."""

@@ -236,10 +236,14 @@ class DivideMix(Method, name="dividemix", params=DivideMixParams):
         return pool[pick.to(pool.device)]
 
     def _mixmatch_step(self, k: int, batch) -> dict[str, torch.Tensor]:
-        """One MixMatch step of network ``k`` on the division of the other network."""
+        """One MixMatch step of network ``k`` on the division of the other network.
+
+        The MixMatch batch (labelled part, unlabelled draws, views, guessed targets, mixup) is built from
+        the whole global batch; under ``torchrun`` every rank builds it alike and trains on its rows."""
         p, ctx = self.params, self.ctx
+        whole = batch.global_batch
         net, other = (self.net1, self.net2) if k == 0 else (self.net2, self.net1)
-        w = self.clean_prob[1 - k][batch.index]
+        w = self.clean_prob[1 - k][whole.index]
         labeled = w > p.p_threshold
         n = int(labeled.sum())
         zero = torch.zeros((), device=ctx.device)
@@ -247,19 +251,42 @@ class DivideMix(Method, name="dividemix", params=DivideMixParams):
             return {"loss": zero, "loss_x": zero, "loss_u": zero, "labeled": zero}
         idx_u = self._draw_unlabeled(1 - k, n)
         m = len(idx_u)
-        raw_l, raw_u = ctx.train_x[batch.index[labeled]], ctx.train_x[idx_u]
+        raw_l, raw_u = ctx.train_x[whole.index[labeled]], ctx.train_x[idx_u]
         views = [ctx.prepare(raw, p.view) for raw in (raw_l, raw_l, raw_u, raw_u)]
         inputs = torch.cat(views)
-        targets = self._guess_targets(net, other, inputs, views[2:], w[labeled], batch.y[labeled], n, m)
+        targets = self._guess_targets(net, other, inputs, views[2:], w[labeled], whole.y[labeled], n, m)
         mixed_x, mixed_t, _, _ = mixup(inputs, targets, p.alpha, generator=ctx.generator, larger_half=True)
         with ctx.autocast():
-            logits = net(mixed_x).float()
-        loss_x, loss_u, loss_reg = mixmatch_loss(logits, mixed_t, 2 * n)
+            logits = net(ctx.local_rows(mixed_x)).float()
+        if ctx.dist.enabled:
+            loss_x, loss_u, loss_reg = self._mixmatch_loss_part(logits, mixed_t, 2 * n)
+        else:
+            loss_x, loss_u, loss_reg = mixmatch_loss(logits, mixed_t, 2 * n)
         ramp = min(max((ctx.progress() - p.warmup_epochs) / p.rampup_epochs, 0.0), 1.0)
         loss = loss_x + self.lambda_u * ramp * loss_u + p.lambda_r * loss_reg
-        ctx.step(loss, self.opt1 if k == 0 else self.opt2)
+        ctx.step(loss, self.opt1 if k == 0 else self.opt2, reduction="sum")
         return {"loss": loss.detach(), "loss_x": loss_x.detach(), "loss_u": loss_u.detach(),
-                "labeled": torch.tensor(n / len(batch.index), device=ctx.device)}  # fmt: skip
+                "labeled": torch.tensor(n / len(whole.index), device=ctx.device)}  # fmt: skip
+
+    def _mixmatch_loss_part(
+        self, logits: torch.Tensor, targets: torch.Tensor, num_labeled: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:func:`mixmatch_loss` as this rank's part: ``logits`` of its rows ``rank::world_size`` of the
+        mixed batch, ``targets`` of the whole batch. The two means are sums over its rows by the whole
+        batch's counts; ``L_reg`` (not a mean of per-sample terms) reads the whole batch's mean
+        prediction, of which each rank's rows get their own gradient."""
+        ctx, total = self.ctx, len(targets)
+        rows = ctx.local_rows(torch.arange(total, device=logits.device))
+        targets, labeled = targets[rows], rows < num_labeled
+        log_p = F.log_softmax(logits, dim=1)
+        p = log_p.exp()
+        loss_x = -(log_p[labeled] * targets[labeled]).sum() / num_labeled
+        squares = ((p[~labeled] - targets[~labeled]) ** 2).sum()
+        loss_u = squares / ((total - num_labeled) * p.shape[1]) if total > num_labeled else p.sum() * 0
+        mean_p = ctx.global_sum(p.sum(0), grad="replicated") / total
+        prior = torch.full((p.shape[1],), 1.0 / p.shape[1], device=p.device)
+        loss_reg = (prior * (prior.log() - mean_p.clamp_min(1e-12).log())).sum()
+        return loss_x, loss_u, loss_reg
 
     @torch.no_grad()
     def _guess_targets(self, net, other, inputs, unlabeled_views, w, y, n: int, m: int) -> torch.Tensor:

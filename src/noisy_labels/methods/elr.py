@@ -193,9 +193,14 @@ class ELRPlus(_TargetsMixin, Method, name="elr_plus", params=ELRPlusParams):
         with torch.no_grad(), eval_mode(teacher), ctx.autocast():
             teacher_probs = clamped_softmax(teacher(batch.x))
         target = update_targets(self.targets[k], batch.index, teacher_probs, p.beta, self.ctx.write_samples)
-        onehot = F.one_hot(batch.y, ctx.num_classes).float()
-        mixed_x, mixed, _, _ = mixup(batch.x, torch.cat([onehot, target], 1), p.mixup_alpha,
+        # mixup partners from the whole global batch (under torchrun: across the ranks' slices), then
+        # this rank's rows
+        whole = batch.global_batch
+        (target,) = ctx.gather_batch(target)
+        onehot = F.one_hot(whole.y, ctx.num_classes).float()
+        mixed_x, mixed, _, _ = mixup(whole.x, torch.cat([onehot, target], 1), p.mixup_alpha,
                                      generator=ctx.generator)  # fmt: skip
+        mixed_x, mixed = ctx.local_rows(mixed_x), ctx.local_rows(mixed)
         mixed_y, mixed_t = mixed.split(ctx.num_classes, dim=1)
         with ctx.autocast():
             logits = net(mixed_x).float()

@@ -102,15 +102,17 @@ microsoft/MLC for MLC):
   data-dependent discount) is not implemented: one step, as EMLC's paper compares.
 
 Student and teacher steps run under bf16 autocast where the run uses mixed precision
-(``ctx.meta_autocast``; full precision otherwise). Under ``torchrun`` both finish and their per-sample
-outputs cover every sample, but the look-ahead and teacher gradients are each rank's slice's, so the
-teachers are not yet the single-process teacher (:mod:`noisy_labels.engine.distributed`).
+(``ctx.meta_autocast``; full precision otherwise). Under ``torchrun`` (each rank a slice of the global
+batch) the teacher's meta-gradient is the global batch's: MLC's look-ahead gradient is the ranks' sum,
+FPMG weighs each slice's mean by its share, and the teacher's gradients are summed over the ranks before
+its step (``tests/test_distributed.py``).
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -350,12 +352,20 @@ class MLC(TeacherStudent, name="mlc", params=MLCParams):
         # Teacher: one SGD step down the clean loss after a virtual student step (double backward).
         clean = self.clean_term()
         meta_x, meta_y = self.ctx.meta_batch(self.params.meta_batch_size)
-        virtual = soft_cross_entropy(soft)(logits).mean() + clean
+        # under torchrun: this rank's part of the global batch's objective, the ranks' gradients summed
+        virtual = self.ctx.part_of_batch_objective(soft_cross_entropy(soft)(logits).mean(), clean)
         meta_loss = lookahead_meta_loss(
-            self.model, virtual, meta_x, meta_y, self.meta_loss_fn(), lr=self.student_lr()
+            self.model,
+            virtual,
+            meta_x,
+            meta_y,
+            self.meta_loss_fn(),
+            lr=self.student_lr(),
+            total_of=partial(self.ctx.global_sum, grad="replicated"),
         )
         self.teacher_optimizer.zero_grad(set_to_none=True)
         meta_loss.backward(inputs=list(self.teacher.parameters()), retain_graph=True)
+        self.ctx.sum_gradients(self.teacher.parameters())  # each rank's soft labels: its slice's part
         self.teacher_optimizer.step()
         # Student: the real step on the soft labels of the teacher before its update (MLC's code).
         self.record(batch.index, batch.y, soft)
@@ -448,7 +458,8 @@ class EMLC(TeacherStudent, name="emlc", params=EMLCParams):
         if track:
             weights = snapshot(parameters_of(self.model))
             context = (batch.y, teacher_rng, soft if soft.requires_grad else None)
-            step = StudentStep(weights, batch.x, self.student_lr(), capture_rng(batch.x.device), context)
+            rng = capture_rng(batch.x.device)
+            step = StudentStep(weights, batch.x, self.student_lr(), rng, context, ctx.clock.batch_share)
         logits = self.model(batch.x)
         # The clean term has no mixed Hessian with the teacher: FPMG over the soft-label term stays exact.
         loss = soft_cross_entropy(soft.detach())(logits).mean() + self.clean_term()
@@ -489,6 +500,7 @@ class EMLC(TeacherStudent, name="emlc", params=EMLCParams):
                 scale=p.meta_weight,
                 inputs=list(self.teacher.parameters()),
             )
+            ctx.sum_gradients(self.teacher.parameters())  # each rank's steps: its slices' parts
             stats["meta_loss"] = meta_loss
             self.history = []
         if p.ce_weight > 0 or (p.bce_weight > 0 and p.injection != "none"):

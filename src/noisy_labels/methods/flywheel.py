@@ -239,22 +239,28 @@ class Flywheel(AdaptiveWarmup, Method, name="flywheel", params=FlywheelParams):
     def _f_step(self, batch) -> dict[str, torch.Tensor]:
         """Auxiliary M-step for ``f``: soft CE on ``q_i(y)`` under MixUp (eq. 13) + ``alpha * L_con``."""
         p, e = self.params, self.ctx
-        x, targets = batch.x, self.targets[batch.index]
-        x, targets, _, _ = mixup(x, targets, p.mixup_alpha, generator=e.generator, larger_half=True)
+        # mixup partners and contrastive views from the whole global batch (under torchrun: across the
+        # ranks' slices, the views drawn as in one process), then this rank's rows
+        whole = batch.global_batch
+        x, targets, _, _ = mixup(
+            whole.x, self.targets[whole.index], p.mixup_alpha, generator=e.generator, larger_half=True
+        )
+        x, targets = e.local_rows(x), e.local_rows(targets)
         with e.autocast():
             loss_ce = mean_soft_cross_entropy(self.f(x), targets)
-            loss, stats = loss_ce, {"loss_f": loss_ce.detach()}
+            # this rank's part of the batch objective (ctx.step's "sum"): the slice mean by its share
+            loss, stats = loss_ce * e.clock.batch_share, {"loss_f": loss_ce.detach()}
             if hasattr(self, "proj"):  # built in setup exactly when uses_contrastive()
                 view = p.contrastive_view
-                views = torch.cat([e.prepare(batch.raw, view), e.prepare(batch.raw, view)])
+                views = torch.cat([e.local_rows(e.prepare(whole.raw, view)) for _ in range(2)])
                 _, feats = self.f(views, return_features=True)
-                z = self.proj(feats)
-                labels = self.targets[batch.index].argmax(1) if p.contrastive == "supcon" else None
                 b = len(batch.index)
-                loss_con = nt_xent_loss(z[:b], z[b:], p.temperature, labels)
+                z1, z2 = (e.gather_batch_replicated(z) for z in self.proj(feats).split(b))
+                labels = self.targets[whole.index].argmax(1) if p.contrastive == "supcon" else None
+                loss_con = nt_xent_loss(z1, z2, p.temperature, labels)  # negatives: the whole batch
                 loss = loss + p.alpha * loss_con
                 stats["loss_con"] = loss_con.detach()
-        e.step(loss, self.f_opt)
+        e.step(loss, self.f_opt, reduction="sum")
         return stats
 
     def _g_step(self, batch) -> dict[str, torch.Tensor]:

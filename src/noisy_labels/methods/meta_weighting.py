@@ -169,8 +169,9 @@ class MetaMethod(Method):
         meta_x, meta_y = self.ctx.meta_batch(self.params.meta_batch_size)
         args = (self.model, x, loss_vector_fn, meta_x, meta_y, META_LOSSES[self.params.meta_loss])
         lr = self.lookahead_lr()
-        # the look-ahead gradient of the global batch: the ranks' slice gradients summed
-        total_of = partial(self.ctx.global_sum, differentiable=True)
+        # the look-ahead gradient of the global batch: the ranks' slice gradients summed; every rank then
+        # evaluates the same meta loss at the same look-ahead weights
+        total_of = partial(self.ctx.global_sum, grad="replicated")
         with self.ctx.meta_autocast():  # bf16 where the run uses autocast: agrees with fp32 (test_meta_bf16)
             if self.params.meta_grad == "fast":
                 return weight_grad(*args, lr=lr, weights=weights, losses=losses, rng=rng, total_of=total_of)
@@ -296,7 +297,8 @@ class MWNet(AdaptiveWarmup, MetaMethod, name="mwnet", params=MWNetParams):
         gradients back to each rank's outputs, so ``V``'s summed gradient is the global batch's)."""
         if self.params.normalize == "mean":
             return raw / self.ctx.global_batch_len(len(raw))
-        return normalize_sum(raw, partial(self.ctx.global_sum, differentiable=raw.requires_grad))
+        # each rank's weights are a part of the batch's weighted objective: V's gradient sums over the ranks
+        return normalize_sum(raw, partial(self.ctx.global_sum, grad="parts"))
 
     def on_epoch_end(self, epoch: int) -> None:
         if self.in_warmup():
