@@ -99,3 +99,14 @@ def test_only_rank_zero_prints_the_summary(tmp_path):
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("last_test_acc=") == 1
+
+
+def test_a_failing_rank_says_which_it_is_and_stops_the_run(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29545"]
+    cmd += ["-m", "noisy_labels.cli", "run", "--set", "dataset=digits", "--set", "method=nosuch"]
+    result = subprocess.run(
+        cmd + ["--out", str(tmp_path / "r")], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode != 0
+    assert "noisy-labels run (rank 0 of 2): error: unknown method 'nosuch'" in result.stderr

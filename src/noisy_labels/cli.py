@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -476,7 +477,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.func(args)
     except (CLIError, ValueError, TypeError, OSError) as exc:  # OSError: missing, existing, unreadable paths
-        print(f"noisy-labels {args.command}: error: {exc}", file=sys.stderr)
+        # under torchrun every failing rank says which it is (torchrun then stops the others)
+        ranks = int(os.environ.get("WORLD_SIZE", "1"))
+        where = f" (rank {os.environ.get('RANK', '0')} of {ranks})" if ranks > 1 else ""
+        print(f"noisy-labels {args.command}{where}: error: {exc}", file=sys.stderr)
         return 2
     return 0
 
