@@ -455,6 +455,8 @@ class TrainingContext:
         rank's part of a sum over the global batch (terms normalised over the global batch, e.g. weights
         divided by :meth:`global_sum`). One process: ``loss`` as it is.
         """
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}.")
         optimizer.zero_grad(set_to_none=True)
         if self.dist.enabled:
             share = self.clock.batch_share if reduction == "mean" else 1.0

@@ -138,6 +138,8 @@ def all_sum(info: DistInfo, value: torch.Tensor, *, grad: str = "none") -> torch
     input gets the sum of all ranks' gradients; ``"replicated"``, every rank the same objective (a meta
     loss at look-ahead weights built from the sum), so each rank's own gradient is already the whole one.
     """
+    if grad not in SUM_GRADS:
+        raise ValueError(f"grad must be one of {', '.join(SUM_GRADS)}, got {grad!r}.")
     if not info.enabled:
         return value
     if grad == "parts":

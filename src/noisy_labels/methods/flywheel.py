@@ -248,8 +248,8 @@ class Flywheel(AdaptiveWarmup, Method, name="flywheel", params=FlywheelParams):
         x, targets = e.local_rows(x), e.local_rows(targets)
         with e.autocast():
             loss_ce = mean_soft_cross_entropy(self.f(x), targets)
-            # this rank's part of the batch objective (ctx.step's "sum"): the slice mean by its share
-            loss, stats = loss_ce * e.clock.batch_share, {"loss_f": loss_ce.detach()}
+            # this rank's part of the batch objective (ctx.step's "sum"), to which L_con adds its rows' part
+            loss, stats = e.part_of_batch_objective(loss_ce), {"loss_f": loss_ce.detach()}
             if hasattr(self, "proj"):  # built in setup exactly when uses_contrastive()
                 view = p.contrastive_view
                 views = torch.cat([e.local_rows(e.prepare(whole.raw, view)) for _ in range(2)])
