@@ -28,17 +28,22 @@ EXACT = sorted(list_methods())
 RESUMED = "mwnet"
 
 
-def launch(out: Path, methods: list[str], *extra: str, ranks: int, port: int, killed: bool = False) -> None:
+def torchrun(*args: str, ranks: int = 2, port: int) -> subprocess.CompletedProcess:
+    """``args`` run by ``ranks`` processes (``python args`` for one), one thread each."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    torchrun = [
+    launcher = [
         sys.executable,
         "-m",
         "torch.distributed.run",
         f"--nproc_per_node={ranks}",
         f"--master_port={port}",
     ]
-    cmd = [*(torchrun if ranks > 1 else [sys.executable]), str(RUNNER), str(out), *methods, *extra]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    cmd = [*(launcher if ranks > 1 else [sys.executable]), *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def launch(out: Path, methods: list[str], *extra: str, ranks: int, port: int, killed: bool = False) -> None:
+    result = torchrun(str(RUNNER), str(out), *methods, *extra, ranks=ranks, port=port)
     assert (result.returncode != 0) == killed, result.stderr[-3000:]
 
 
@@ -85,28 +90,14 @@ def test_a_killed_run_resumes_under_torchrun_as_if_uninterrupted(runs):
 
 
 def test_only_rank_zero_prints_the_summary(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    sets = ["dataset=digits", "epochs=1", "quiet=true"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29543"]
-    cmd += [
-        "-m",
-        "noisy_labels.cli",
-        "run",
-        *sum((["--set", s] for s in sets), []),
-        "--out",
-        str(tmp_path / "r"),
-    ]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    sets = sum((["--set", s] for s in ("dataset=digits", "epochs=1", "quiet=true")), [])
+    result = torchrun("-m", "noisy_labels.cli", "run", *sets, "--out", str(tmp_path / "r"), port=29543)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("last_test_acc=") == 1
 
 
 def test_a_failing_rank_says_which_it_is_and_stops_the_run(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29545"]
-    cmd += ["-m", "noisy_labels.cli", "run", "--set", "dataset=digits", "--set", "method=nosuch"]
-    result = subprocess.run(
-        cmd + ["--out", str(tmp_path / "r")], env=env, capture_output=True, text=True, timeout=300
-    )
+    sets = ["--set", "dataset=digits", "--set", "method=nosuch"]
+    result = torchrun("-m", "noisy_labels.cli", "run", *sets, "--out", str(tmp_path / "r"), port=29545)
     assert result.returncode != 0
     assert "noisy-labels run (rank 0 of 2): error: unknown method 'nosuch'" in result.stderr

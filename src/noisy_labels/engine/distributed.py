@@ -169,12 +169,8 @@ class _SumOfParts(torch.autograd.Function):
         return _reduced(grad)
 
 
-class _ReplicatedSum(torch.autograd.Function):
+class _ReplicatedSum(_SumOfParts):
     """Sum over the ranks; backward: this rank's gradient as it is (every rank holds the whole objective)."""
-
-    @staticmethod
-    def forward(ctx, value: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return _reduced(value)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
