@@ -441,7 +441,8 @@ MISS_NOTES: list[str] = [
     "smallest losses from epoch 2 on, of a network at 21% accuracy), ELR+ 15.5%, the flywheel 17.3%, L2B "
     "24.0% and L2RW 32.9% (their meta-gradients from a network at 11% after its warm-up). DMLP, on "
     "pretrained features, 74.5%; EMLC 56.7% (+15.8 over CE), whose teacher learns from the clean set, "
-    "level with the clean set alone (56.4%); MNW-Net at `worst` 75.9% (CE 76.8%), below RMNW-Net's 77.3%. The papers' 200-300-epoch runs give these methods the time to learn the "
+    "level with the clean set alone (56.4%); MNW-Net at `worst` 75.9% (CE 76.8%), below RMNW-Net's 77.3%. "
+    "The papers' 200-300-epoch runs give these methods the time to learn the "
     "clean patterns first that this budget does not.",
     "**The 4-hour aim**: the img_sym50 rows' wall times sum to 3.8 job-hours (MLC 44 min, EMLC 30, "
     "DivideMix 19; some rows shared the cores with tests), so one seed of the three settings is ~5-6 h "
