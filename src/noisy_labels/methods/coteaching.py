@@ -39,6 +39,7 @@ Choices and their sources:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,16 +82,24 @@ def loss_quantiles(losses: torch.Tensor) -> torch.Tensor:
 
 
 def exchange_small_loss(
-    loss1: torch.Tensor, loss2: torch.Tensor, keep_fraction: float
+    loss1: torch.Tensor,
+    loss2: torch.Tensor,
+    keep_fraction: float,
+    *,
+    ranked: tuple[torch.Tensor, torch.Tensor] | None = None,
+    mean_of_rows: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Algorithm 1: each network's small-loss pick trains its peer.
 
     Returns ``(update1, update2, keep1, keep2)``: network 1's loss ``mean(loss1[keep2])`` on the samples
-    network 2 kept, network 2's ``mean(loss2[keep1])``, and the kept indices of each network.
+    network 2 kept, network 2's ``mean(loss2[keep1])``, and the kept indices of each network. ``ranked``:
+    the losses the selection ranks (default the detached ``loss1, loss2``; under ``torchrun`` the whole
+    global batch's), ``mean_of_rows``: how a kept set's mean is taken (``ctx.mean_of_rows`` there).
     """
-    keep1 = small_loss_selection(loss1.detach().float(), keep_fraction)
-    keep2 = small_loss_selection(loss2.detach().float(), keep_fraction)
-    return loss1[keep2].mean(), loss2[keep1].mean(), keep1, keep2
+    rank1, rank2 = ranked if ranked is not None else (loss1.detach().float(), loss2.detach().float())
+    keep1, keep2 = small_loss_selection(rank1, keep_fraction), small_loss_selection(rank2, keep_fraction)
+    mean = mean_of_rows or (lambda values, rows: values[rows].mean())
+    return mean(loss1, keep2), mean(loss2, keep1), keep1, keep2
 
 
 class CoTeaching(Method, name="coteaching", params=CoTeachingParams):
@@ -136,8 +145,9 @@ class CoTeaching(Method, name="coteaching", params=CoTeachingParams):
         # the selection ranks the global batch (its losses gathered from the ranks' slices under torchrun)
         ctx = self.ctx
         global1, global2 = ctx.gather_batch(loss1.detach().float(), loss2.detach().float())
-        keep1, keep2 = small_loss_selection(global1, self.keep), small_loss_selection(global2, self.keep)
-        update1, update2 = ctx.mean_of_rows(loss1, keep2), ctx.mean_of_rows(loss2, keep1)
+        update1, update2, keep1, keep2 = exchange_small_loss(
+            loss1, loss2, self.keep, ranked=(global1, global2), mean_of_rows=ctx.mean_of_rows
+        )
         ctx.step(update1, self.opt1, reduction="sum")
         ctx.step(update2, self.opt2, reduction="sum")
         for k, (losses, keep) in enumerate(((global1, keep1), (global2, keep2))):
