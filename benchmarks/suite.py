@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import platform
 import statistics
@@ -695,16 +696,49 @@ def verify(spec: str, store: Path, rows: RowSpec = SUITE_ROWS) -> int:
     same = all(a == b for a, b in diffs.values())
     for k, (a, b) in diffs.items():
         print(f"{k:15s} stored {a}  rerun {b}")
-    print("reproduced exactly" if same else "DIFFERENT")
+    largest = largest_difference(diffs)
+    print("reproduced exactly" if same else f"DIFFERENT (by at most {largest:.2g})")
     log = store / "verified.json"  # outside */*.json: never read as a row
     checks = json.loads(log.read_text()) if log.exists() else {}
     checks[spec] = {
         "date": time.strftime("%Y-%m-%d"),
         "reproduced": same,
+        "largest_difference": largest,
+        # floating-point kernels differ between processors: a rerun elsewhere may differ in the last digits
+        "cpu": cpu_name(),
         "fingerprint": stored.get("fingerprint"),
     }
     log.write_text(json.dumps(checks, indent=1, sort_keys=True))
     return 0 if same else 1
+
+
+def largest_difference(diffs: dict[str, tuple[Any, Any]]) -> float:
+    """The largest absolute difference between stored and rerun numbers (inf where one is missing)."""
+    gaps = [0.0 if a == b else abs(a - b) if None not in (a, b) else math.inf for a, b in diffs.values()]
+    return max(gaps, default=0.0)
+
+
+def cpu_name() -> str:
+    """The processor's model name and its vector-instruction flags (Linux), else the architecture.
+
+    Virtual machines often hide the model, so the flags that pick PyTorch's CPU kernels are named too.
+    """
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.machine()
+    fields = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in info.splitlines())}
+    flags = set(fields.get("flags", "").split())
+    simd = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return f"{fields.get('model name', platform.machine())} ({' '.join(simd) or 'no avx2'})"
+
+
+def verdict(check: dict[str, Any]) -> str:
+    """One check's outcome in words, with the size of a difference where it was recorded."""
+    if check["reproduced"]:
+        return "same numbers"
+    gap = check.get("largest_difference")
+    return "DIFFERENT" if gap is None else f"DIFFERENT by at most {gap:.2g}"
 
 
 def verified_line(store: Path) -> str:
@@ -713,10 +747,7 @@ def verified_line(store: Path) -> str:
     if not log.exists():
         return "No row has been rerun with `--verify` yet."
     checks = json.loads(log.read_text())
-    done = [
-        f"`{k}` ({'same numbers' if v['reproduced'] else 'DIFFERENT'}, {v['date']})"
-        for k, v in checks.items()
-    ]
+    done = [f"`{k}` ({verdict(v)}, {v['date']})" for k, v in checks.items()]
     return "Rerun with `--verify` and compared with the stored numbers: " + ", ".join(done) + "."
 
 

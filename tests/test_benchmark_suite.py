@@ -2,6 +2,7 @@
 
 import argparse
 import importlib
+import json
 import sys
 from pathlib import Path
 
@@ -43,6 +44,13 @@ def test_rows_resume_by_fingerprint_and_reproduce_exactly(tmp_path, monkeypatch)
     assert suite.pending(args) == [("digits_sym50", "gce", 0)]
     assert suite.verify("digits_sym50/ce/0", tmp_path) == 0  # a rerun gives the same numbers
     assert "`digits_sym50/ce/0` (same numbers" in suite.verified_line(tmp_path)
+    # A stored number that a rerun does not give is reported with the size of the difference.
+    row = tmp_path / "digits_sym50" / "ce-seed0.json"
+    edited = json.loads(row.read_text())
+    edited["summary"]["last_test_acc"] += 0.25
+    row.write_text(json.dumps(edited))
+    assert suite.verify("digits_sym50/ce/0", tmp_path) == 1
+    assert "`digits_sym50/ce/0` (DIFFERENT by at most 0.25" in suite.verified_line(tmp_path)
     assert len(suite.load_records(tmp_path)) == 1  # the verification log is not read as a row
     # A changed budget (or config file) changes the fingerprint: the stored row no longer counts as done.
     monkeypatch.setitem(suite.BUDGET, "digits", ["epochs=2", "meta.size=200"])
