@@ -719,18 +719,17 @@ def largest_difference(diffs: dict[str, tuple[Any, Any]]) -> float:
 
 
 def cpu_name() -> str:
-    """The processor's model name and its vector-instruction flags (Linux), else the architecture.
+    """The machine as far as float results go: architecture, PyTorch's CPU kernel level, native bf16.
 
-    Virtual machines often hide the model, so the flags that pick PyTorch's CPU kernels are named too.
+    PyTorch picks its CPU kernels by ``get_cpu_capability`` (e.g. AVX2 or AVX512), so two machines at
+    different levels may round differently; the model name is often hidden in virtual machines.
     """
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.machine()
-    fields = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in info.splitlines())}
-    flags = set(fields.get("flags", "").split())
-    simd = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-    return f"{fields.get('model name', platform.machine())} ({' '.join(simd) or 'no avx2'})"
+    import torch
+
+    from noisy_labels.engine.precision import cpu_has_native_bf16
+
+    bf16 = "native bf16" if cpu_has_native_bf16() else "no native bf16"
+    return f"{platform.machine()}, {torch.backends.cpu.get_cpu_capability()} kernels, {bf16}"
 
 
 def verdict(check: dict[str, Any]) -> str:
