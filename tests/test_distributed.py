@@ -44,7 +44,9 @@ def torchrun(*args: str, ranks: int = 2, port: int) -> subprocess.CompletedProce
 
 def launch(out: Path, methods: list[str], *extra: str, ranks: int, port: int, killed: bool = False) -> None:
     result = torchrun(str(RUNNER), str(out), *methods, *extra, ranks=ranks, port=port)
-    assert (result.returncode != 0) == killed, result.stderr[-3000:]
+    err = result.stderr  # the ranks' own errors come first, torchrun's summary of them last
+    shown = err if len(err) < 6000 else f"{err[:4000]}\n[...]\n{err[-2000:]}"
+    assert (result.returncode != 0) == killed, shown
 
 
 @pytest.fixture(scope="module")

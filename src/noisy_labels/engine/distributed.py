@@ -29,6 +29,7 @@ every rank (no-grad forwards) and trains on its rows; every rank draws the same 
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -63,7 +64,15 @@ def init_distributed(device: torch.device) -> DistInfo:
         return DistInfo()
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        # Left to interpreter teardown, gloo's worker threads can free tensors after Python is gone and
+        # abort the process (SIGABRT on a rank that had finished: seen once in CI on a resumed run).
+        atexit.register(_leave_process_group)
     return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size())
+
+
+def _leave_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def wrap_model(model: torch.nn.Module, info: DistInfo, device: torch.device) -> torch.nn.Module:
