@@ -264,6 +264,30 @@ def test_l2b_eta_scales_the_exact_meta_gradient(eta):
     assert expected.abs().max() > 1e-8
 
 
+@pytest.mark.parametrize(("tilt", "same"), [(0.0, True), (0.05, False)])
+def test_mwnet_with_uniform_weights_takes_cross_entropys_steps(tilt, same):
+    """Everything in MW-Net's step but the weights (the shared forward, the meta step's extra forwards
+    and BatchNorm passes, the normalised sum) leaves the classifier on CE's path; a weighting network
+    tilted by a twentieth of a sample's loss does not (the check can fail)."""
+
+    def weights(vnet, losses):  # constant (or tilted) output, still differentiable in V's parameters
+        out = torch.sigmoid(vnet.layers(losses.reshape(-1, 1))).reshape(-1)
+        return 1 + tilt * losses + 0 * out
+
+    mwnet, mwnet_engine = float64_method("mwnet", "fast", "mwnet.warmup_epochs=0")
+    ce, ce_engine = float64_method("mwnet", "fast", "mwnet.warmup_epochs=1000")  # its warm-up is plain CE
+    # each engine draws its own batches (drawing one moves its schedule): the same, from the same seed
+    with mock.patch.object(type(mwnet.vnet), "forward", weights):
+        for a, b in itertools.islice(zip(mwnet_engine.batches(), ce_engine.batches(), strict=True), 3):
+            assert torch.equal(a.index, b.index)
+            mwnet.train_step(Batch(a.index, a.raw, a.x.double(), a.y))
+            ce.train_step(Batch(b.index, b.raw, b.x.double(), b.y))
+    assert (mwnet.sample_weights.std() > 0) == (tilt > 0)  # the patched weighting network was used
+    pairs = zip(mwnet.model.parameters(), ce.model.parameters(), strict=True)
+    gap = max(((a - b).norm() / b.norm()).item() for a, b in pairs)
+    assert (gap < 1e-10) == same, gap
+
+
 @pytest.mark.parametrize(
     ("method", "settings", "expected"),
     [
