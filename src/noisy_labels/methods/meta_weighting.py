@@ -51,7 +51,10 @@ differ:
   and ended at 30.6% (AUC 0.59; CE 93.9%); with Adam, 95.0% (AUC 0.997); RMNW-Net 94.7 -> 95.0%. On the
   CIFAR-10 features (seed 0) most settings agree within a point; RMNW-Net at sym. 80% went from 34.7%
   (SGD; AUC 0.76) to 62.8% (AUC 0.92), MW-Net at uniform 80% from 72.5% to 69.8% (its best epoch 73.8%;
-  ``benchmarks/results/defaults.md``).
+  ``benchmarks/results/defaults.md``). Adam's step does not shrink with the signal: on CIFAR-10 images
+  from scratch at sym. 80% (airbench, 7 epochs) it walks ``V`` on the near-empty meta-gradient of a
+  classifier at chance and inverts the ranking (26.2%, AUC 0.38; CE 40.9%; ``V`` held constant: 41.3%),
+  while ``vnet_lr=1e-4`` waits until the classifier has learnt (39.7%, AUC 0.82; IMAGES.md).
 * Inputs of ``V`` are the detached per-sample losses (reference); ``V`` gets its gradient only through
   the weights of the look-ahead step.
 * Classifier recipe in the paper (sec. 4): SGD momentum 0.9, wd 5e-4, lr 0.05 (reference code: 0.1),
