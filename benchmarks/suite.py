@@ -696,26 +696,33 @@ def verify(spec: str, store: Path, rows: RowSpec = SUITE_ROWS) -> int:
     same = all(a == b for a, b in diffs.values())
     for k, (a, b) in diffs.items():
         print(f"{k:15s} stored {a}  rerun {b}")
-    largest = largest_difference(diffs)
-    print("reproduced exactly" if same else f"DIFFERENT (by at most {largest:.2g})")
-    log = store / "verified.json"  # outside */*.json: never read as a row
-    checks = json.loads(log.read_text()) if log.exists() else {}
-    checks[spec] = {
+    check = {
         "date": time.strftime("%Y-%m-%d"),
         "reproduced": same,
-        "largest_difference": largest,
+        "largest_difference": largest_difference(diffs),
         # floating-point kernels differ between processors: a rerun elsewhere may differ in the last digits
         "cpu": cpu_name(),
         "fingerprint": stored.get("fingerprint"),
     }
+    print("reproduced exactly" if same else verdict(check))
+    log = store / "verified.json"  # outside */*.json: never read as a row
+    checks = json.loads(log.read_text()) if log.exists() else {}
+    checks[spec] = check
     log.write_text(json.dumps(checks, indent=1, sort_keys=True))
     return 0 if same else 1
 
 
 def largest_difference(diffs: dict[str, tuple[Any, Any]]) -> float:
     """The largest absolute difference between stored and rerun numbers (inf where one is missing)."""
-    gaps = [0.0 if a == b else abs(a - b) if None not in (a, b) else math.inf for a, b in diffs.values()]
-    return max(gaps, default=0.0)
+    return max((_gap(a, b) for a, b in diffs.values()), default=0.0)
+
+
+def _gap(stored: Any, rerun: Any) -> float:
+    if stored == rerun:
+        return 0.0
+    if stored is None or rerun is None:
+        return math.inf
+    return abs(stored - rerun)
 
 
 def cpu_name() -> str:
