@@ -146,7 +146,8 @@ def test_mwnet_warms_up_on_plain_ce_until_the_fit_of_the_given_labels_stops_risi
     steps(2)  # warm-up: plain CE, the weighting network untouched, no weights recorded
     assert all(torch.equal(a, b) for a, b in zip(vnet_before, built.vnet.parameters(), strict=True))
     assert torch.all(built.sample_weights == 1)
-    with mock.patch.object(built, "training_agreement", side_effect=[0.3, 0.5, 0.505]):
+    above_chance = mock.patch.object(built, "classifier_beats_chance", return_value=True)
+    with above_chance, mock.patch.object(built, "training_agreement", side_effect=[0.3, 0.5, 0.505]):
         for epoch in range(3):
             assert built.in_warmup()
             built.on_epoch_end(epoch)
@@ -155,11 +156,54 @@ def test_mwnet_warms_up_on_plain_ce_until_the_fit_of_the_given_labels_stops_risi
     assert not all(torch.equal(a, b) for a, b in zip(vnet_before, built.vnet.parameters(), strict=True))
 
     built.setup_warmup()  # still rising after 4 epochs: the cap ends it (the classes are learnt by then)
-    with mock.patch.object(built, "training_agreement", side_effect=[0.2, 0.4, 0.6, 0.8]):
+    with above_chance, mock.patch.object(built, "training_agreement", side_effect=[0.2, 0.4, 0.6, 0.8]):
         for epoch in range(4):
             assert built.in_warmup()
             built.on_epoch_end(epoch)
     assert int(built.warmup_done) == 4 and not built.in_warmup()
+
+
+def warmup_length(built, *, above_chance: bool) -> int:
+    """Epochs the adaptive warm-up runs whose fit has plateaued, with the chance check answering so."""
+    built.setup_warmup()
+    flat = mock.patch.object(built, "training_agreement", return_value=0.1)
+    with flat, mock.patch.object(built, "classifier_beats_chance", return_value=above_chance):
+        for epoch in range(built.ctx.epochs):
+            if not built.in_warmup():
+                break
+            built.on_epoch_end(epoch)
+    return built.warmup_epochs_done()
+
+
+def built_on_digits(method: str, *settings: str):
+    run = build_experiment(load_config(None, [*DIGITS, f"method={method}", *settings]))
+    return run.method, run.engine
+
+
+def test_mwnet_warm_up_waits_for_a_classifier_above_chance_on_the_clean_meta_set():
+    built, engine = built_on_digits("mwnet", "epochs=10")  # caps: a tenth (1 epoch), half (5)
+    assert warmup_length(built, above_chance=True) == 1  # a plateau ends it
+    assert warmup_length(built, above_chance=False) == 5  # at chance: on until half the run
+    built.params.warmup_until_above_chance = False
+    assert built.classifier_beats_chance()  # the rule off: the plateau rule alone, as before
+
+    built.params.warmup_until_above_chance = True
+    for batch in itertools.islice(engine.batches(), 40):  # plain CE (warm-up) learns the digits
+        built.train_step(batch)
+    assert built.classifier_beats_chance()
+    meta_x, meta_y = built.ctx.meta_set()
+    shuffled = meta_y[torch.randperm(len(meta_y), generator=torch.Generator().manual_seed(0))]
+    with mock.patch.object(built.ctx, "meta_set", return_value=(meta_x, shuffled)):
+        assert not built.classifier_beats_chance()  # the same classifier, labels it cannot know
+
+
+@pytest.mark.parametrize("method", ["mnwnet", "rmnwnet"])
+def test_a_noisy_meta_set_does_not_hold_the_warm_up(method):
+    """The noise dilutes any classifier's agreement with a noisy meta set below what it can resolve."""
+    built, _ = built_on_digits(method)
+    assert not built.ctx.meta_trusted
+    with mock.patch.object(built.ctx, "predict", side_effect=AssertionError("no prediction needed")):
+        assert built.classifier_beats_chance()
 
 
 # ------------------------------------------------------------------------ L2B weights

@@ -53,6 +53,14 @@ Warm-up length (``flywheel.warmup_epochs``, ``mwnet.warmup_epochs`` (also MNW-Ne
     small CNN after about 5-8. MW-Net and its variants use the same rule (their papers have no warm-up,
     so its minimum is one epoch; why they need one: :class:`noisy_labels.methods.meta_weighting.MWNet`);
     :mod:`noisy_labels.methods._warmup` holds the state both share.
+
+    A plateau is not learning, though: a classifier still at chance has stopped gaining too. MW-Net
+    with a trusted meta set therefore also waits (``mwnet.warmup_until_above_chance``) until the
+    classifier beats chance on the meta set (:func:`beats_chance`), at most half the run: its weighting
+    network sees only each sample's loss, and the losses of a classifier at chance say nothing about
+    which labels are right. Measured (CIFAR-10 images, sym. 80%, airbench, 7 epochs, seed 0): after the
+    one-epoch warm-up the classifier was at chance (test 11.4%), the weighting network's step walked on
+    a near-empty meta-gradient and inverted the ranking (AUC 0.38), and MW-Net ended at 26.2% (CE 40.9%).
 """
 
 from __future__ import annotations
@@ -148,6 +156,33 @@ def warmup_over(
     if done < scaled_epochs(paper_epochs, paper_total, run_total):
         return False
     return gain < min_gain or done >= max(1, int(run_total * max_share))
+
+
+#: Binomial standard errors above the best constant guess at which a classifier beats chance (one-sided
+#: p ~ 0.001 for a classifier that has learnt nothing)
+CHANCE_MARGIN_Z = 3.0
+
+
+def beats_chance(predicted: torch.Tensor, labels: torch.Tensor, *, z: float = CHANCE_MARGIN_Z) -> bool:
+    """Whether ``predicted`` classes agree with ``labels`` significantly more often than chance.
+
+    Chance is the best constant guess, the share ``c`` of the most frequent label; a classifier that has
+    learnt nothing about the labels (a random network, one trained on labels that carry no information)
+    agrees with them at most that often, up to the sampling error ``sqrt(c (1 - c) / n)`` of ``n``
+    samples. It beats chance when its agreement exceeds ``c`` by more than ``z`` such errors.
+
+    >>> labels = torch.arange(1000) % 10
+    >>> beats_chance(labels.roll(1), labels), beats_chance(torch.where(labels < 2, labels, 9), labels)
+    (False, True)
+    >>> beats_chance(torch.zeros(1000, dtype=torch.long), labels)  # the constant guess itself: 0.1
+    False
+    """
+    n = len(labels)
+    if n == 0:
+        return False
+    chance = float(torch.bincount(labels).max()) / n
+    agreement = float((predicted == labels).float().mean())
+    return agreement > chance + z * (chance * (1 - chance) / n) ** 0.5
 
 
 def scaled_ema_decay(paper_decay: float, paper_steps_per_epoch: float, steps_per_epoch: int) -> float:

@@ -182,6 +182,11 @@ class TrainingContext:
         return x, y
 
     @property
+    def meta_trusted(self) -> bool:
+        """Whether the meta set's labels are the clean ones (False where it carries the training noise)."""
+        return not (self._data.noise_record or {}).get("meta_corrupted", False)
+
+    @property
     def true_labels(self) -> torch.Tensor | None:
         """The true training labels where known (synthetic noise, CIFAR-N): for reports only."""
         return self._data.train_clean_y

@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from ..engine.context import TrainingContext
 
 
+#: The longest an adaptive warm-up waits, as a share of the run, for a classifier still at chance
+UNLEARNT_MAX_SHARE = 0.5
+
+
 class AdaptiveWarmup:
     """Mixin for a :class:`~noisy_labels.methods.base.Method` whose ``Params`` have ``warmup_epochs``
     (int or None) and ``warmup_min_gain``. State (tensors, so checkpointed): ``warmup_done``, the
@@ -46,8 +50,12 @@ class AdaptiveWarmup:
     def warmup_epochs_done(self) -> int:
         return max(0, int(self.warmup_done))
 
-    def end_warmup_epoch(self, epoch: int, agreement: float) -> None:
-        """Record a warm-up epoch's agreement with the given labels; end the warm-up when its rule says."""
+    def end_warmup_epoch(self, epoch: int, agreement: float, *, above_chance: bool = True) -> None:
+        """Record a warm-up epoch's agreement with the given labels; end the warm-up when its rule says.
+
+        ``above_chance=False`` (the method's evidence that the classifier has learnt nothing yet) keeps an
+        adaptive warm-up going past its rule, at most :data:`UNLEARNT_MAX_SHARE` of the run.
+        """
         p = self.params
         gain, done = agreement - float(self.agreement), epoch + 1
         self.agreement.fill_(agreement)
@@ -64,6 +72,6 @@ class AdaptiveWarmup:
                 paper_total=paper_total,
                 min_gain=p.warmup_min_gain,
                 max_share=self.warmup_max_share(),
-            )
+            ) and (above_chance or done >= max(1, int(total * UNLEARNT_MAX_SHARE)))
         if over:
             self.warmup_done.fill_(done)

@@ -90,7 +90,7 @@ import torch
 import torch.nn.functional as F
 
 from .._validation import check_choice
-from ..defaults import EFFECTIVE_SGD_STEP, lookahead_step
+from ..defaults import EFFECTIVE_SGD_STEP, beats_chance, lookahead_step
 from ..losses import LossVectorFn, MetaLossFn, mae_loss, per_sample_ce
 from ..meta import (
     META_GRADS,
@@ -236,6 +236,9 @@ class MWNetParams(MetaParams):
     warmup_epochs: int | None = None
     warmup_min_gain: float = 0.01
     warmup_max_share: float = 0.1  # the weighting needs the classes learnt, not the fit's plateau
+    # the adaptive warm-up also waits until the classifier beats chance on a trusted (clean) meta set, at
+    # most half the run (noisy_labels.defaults.beats_chance; not with a noisy meta set: MWNet's notes)
+    warmup_until_above_chance: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -305,7 +308,21 @@ class MWNet(AdaptiveWarmup, MetaMethod, name="mwnet", params=MWNetParams):
 
     def on_epoch_end(self, epoch: int) -> None:
         if self.in_warmup():
-            self.end_warmup_epoch(epoch, self.training_agreement())
+            self.end_warmup_epoch(
+                epoch, self.training_agreement(), above_chance=self.classifier_beats_chance()
+            )
+
+    @torch.no_grad()
+    def classifier_beats_chance(self) -> bool:
+        """Whether the classifier beats chance on the trusted meta set (True where the rule is off or the
+        meta set carries the training noise, whose agreement with any classifier the noise dilutes)."""
+        e = self.ctx
+        if not self.params.warmup_until_above_chance or not e.meta_trusted:
+            return True
+        meta_x, meta_y = e.meta_set()
+        with eval_mode(self.model):
+            pred = e.predict(self.model, meta_x, "test").argmax(1)
+        return beats_chance(pred, meta_y)
 
     @torch.no_grad()
     def training_agreement(self) -> float:
