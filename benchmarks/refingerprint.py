@@ -1,10 +1,12 @@
 """Carry stored rows over a change that alters how settings are written but not what a run does.
 
-A row of ``benchmarks/results/suite/`` or ``.../defaults/`` counts as done while its fingerprint matches
-the settings the library resolves today (``suite.run_fingerprint``). A new config key or method
-parameter whose default switches nothing on (``model.init: null``), or a renamed value, changes every
-fingerprint without changing a single run. This script moves the rows across such a change, and only
-the rows that were current before it:
+A row of ``benchmarks/results/suite/``, ``.../defaults/`` or ``.../images/`` counts as done while its
+fingerprint matches the settings the library resolves today (``suite.run_fingerprint``). A new config key
+or method parameter whose default switches nothing on (``model.init: null``), or a renamed value, changes
+every fingerprint without changing a single run; a rule that acts only where a condition holds (MW-Net's
+warm-up waiting for a classifier above chance) changes every fingerprint and only the runs where it
+holds: rerun those first (their rows then carry the new fingerprint and are left alone here). This script
+moves the rows across such a change, and only the rows that were current before it:
 
     # 1. with the library *before* the change (a worktree of the old commit):
     PYTHONPATH=<old>/src python benchmarks/refingerprint.py --dump /tmp/old_fingerprints.json
@@ -28,9 +30,14 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 import defaults  # noqa: E402
+import images  # noqa: E402
 import suite  # noqa: E402
 
-STORES = {"suite": (suite.RESULTS / "suite", suite.SUITE_ROWS), "defaults": (defaults.STORE, defaults.ROWS)}
+STORES = {
+    "suite": (suite.RESULTS / "suite", suite.SUITE_ROWS),
+    "defaults": (defaults.STORE, defaults.ROWS),
+    "images": (images.LAYOUT.store, images.ROWS),
+}
 
 
 def stored_rows():
