@@ -164,7 +164,7 @@ def test_mwnet_warms_up_on_plain_ce_until_the_fit_of_the_given_labels_stops_risi
 
 
 def warmup_length(built, *, above_chance: bool) -> int:
-    """Epochs the adaptive warm-up runs whose fit has plateaued, with the chance check answering so."""
+    """Epochs the adaptive warm-up runs with the fit flat and the chance check answering ``above_chance``."""
     built.setup_warmup()
     flat = mock.patch.object(built, "training_agreement", return_value=0.1)
     with flat, mock.patch.object(built, "classifier_beats_chance", return_value=above_chance):
@@ -182,7 +182,7 @@ def built_on_digits(method: str, *settings: str):
 
 def test_mwnet_warm_up_waits_for_a_classifier_above_chance_on_the_clean_meta_set():
     built, engine = built_on_digits("mwnet", "epochs=10")  # caps: a tenth (1 epoch), half (5)
-    assert warmup_length(built, above_chance=True) == 1  # a plateau ends it
+    assert warmup_length(built, above_chance=True) == 1  # the cap (a tenth of the run) ends it
     assert warmup_length(built, above_chance=False) == 5  # at chance: on until half the run
     built.params.warmup_until_above_chance = False
     assert built.classifier_beats_chance()  # the rule off: the plateau rule alone, as before
