@@ -184,10 +184,7 @@ def test_mwnet_warm_up_waits_for_a_classifier_above_chance_on_the_clean_meta_set
     built, engine = built_on_digits("mwnet", "epochs=10")  # caps: a tenth (1 epoch), half (5)
     assert warmup_length(built, above_chance=True) == 1  # the cap (a tenth of the run) ends it
     assert warmup_length(built, above_chance=False) == 5  # at chance: on until half the run
-    built.params.warmup_until_above_chance = False
-    assert built.classifier_beats_chance()  # the rule off: the plateau rule alone, as before
 
-    built.params.warmup_until_above_chance = True
     for batch in itertools.islice(engine.batches(), 40):  # plain CE (warm-up) learns the digits
         built.train_step(batch)
     assert built.classifier_beats_chance()
@@ -195,6 +192,8 @@ def test_mwnet_warm_up_waits_for_a_classifier_above_chance_on_the_clean_meta_set
     shuffled = meta_y[torch.randperm(len(meta_y), generator=torch.Generator().manual_seed(0))]
     with mock.patch.object(built.ctx, "meta_set", return_value=(meta_x, shuffled)):
         assert not built.classifier_beats_chance()  # the same classifier, labels it cannot know
+        built.params.warmup_until_above_chance = False
+        assert built.classifier_beats_chance()  # the rule off: the plateau rule alone, as before
 
 
 @pytest.mark.parametrize("method", ["mnwnet", "rmnwnet"])

@@ -9,6 +9,7 @@ the given labels, measured on the whole training set at the end of each warm-up 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -50,11 +51,14 @@ class AdaptiveWarmup:
     def warmup_epochs_done(self) -> int:
         return max(0, int(self.warmup_done))
 
-    def end_warmup_epoch(self, epoch: int, agreement: float, *, above_chance: bool = True) -> None:
+    def end_warmup_epoch(
+        self, epoch: int, agreement: float, *, above_chance: Callable[[], bool] = lambda: True
+    ) -> None:
         """Record a warm-up epoch's agreement with the given labels; end the warm-up when its rule says.
 
-        ``above_chance=False`` (the method's evidence that the classifier has learnt nothing yet) keeps an
-        adaptive warm-up going past its rule, at most :data:`UNLEARNT_MAX_SHARE` of the run.
+        ``above_chance`` (asked only where the adaptive rule would end the warm-up: it may cost a pass over
+        the meta set) returning False, the method's evidence that the classifier has learnt nothing yet,
+        keeps the warm-up going past its rule, at most :data:`UNLEARNT_MAX_SHARE` of the run.
         """
         p = self.params
         gain, done = agreement - float(self.agreement), epoch + 1
@@ -72,6 +76,6 @@ class AdaptiveWarmup:
                 paper_total=paper_total,
                 min_gain=p.warmup_min_gain,
                 max_share=self.warmup_max_share(),
-            ) and (above_chance or done >= max(1, int(total * UNLEARNT_MAX_SHARE)))
+            ) and (done >= max(1, int(total * UNLEARNT_MAX_SHARE)) or above_chance())
         if over:
             self.warmup_done.fill_(done)

@@ -284,13 +284,12 @@ class MWNet(AdaptiveWarmup, MetaMethod, name="mwnet", params=MWNetParams):
     favour the samples already fitted while the classifier is weak (the starvation RMNW-Net's notes
     measure). Every other stored run beats chance after its first epoch, so the rule changes none of them
     (rerun: the features at sym. 50%, MNIST at sym. 80% and at sym. 50% seed 1, 16.1% after its first
-    epoch, reproduce exactly); at the
-    features' sym. 90% (no information in the labels) MW-Net is at chance either way (10.1% against
-    9.9%). A noisy meta set (MNW-Net, RMNW-Net) skips the check: the noise shrinks a classifier's excess
-    agreement over chance by ``1 - eta K / (K - 1)``, a ninth at sym. 80% with 10 classes, and on the
-    features there (RMNW-Net 68-70% from two warm-up epochs, its classifier at 25-31%) that excess, about
-    2 points, is under the 2.8 points a 1,000-sample meta set needs: the check would hold its warm-up for
-    half the run.
+    epoch, reproduce exactly); at the features' sym. 90% (no information in the labels) MW-Net is at
+    chance either way (10.1% against 9.9%). A noisy meta set (MNW-Net, RMNW-Net) skips the check: the
+    noise shrinks a classifier's excess agreement over chance by ``1 - eta K / (K - 1)``, a ninth at sym.
+    80% with 10 classes, and on the features there (RMNW-Net 68-70% from two warm-up epochs, its
+    classifier at 25-31%) that excess, about 2 points, is under the 2.8 points a 1,000-sample meta set
+    needs: the check would hold its warm-up for half the run.
     """
 
     def setup(self) -> None:
@@ -328,9 +327,7 @@ class MWNet(AdaptiveWarmup, MetaMethod, name="mwnet", params=MWNetParams):
 
     def on_epoch_end(self, epoch: int) -> None:
         if self.in_warmup():
-            self.end_warmup_epoch(
-                epoch, self.training_agreement(), above_chance=self.classifier_beats_chance()
-            )
+            self.end_warmup_epoch(epoch, self.training_agreement(), above_chance=self.classifier_beats_chance)
 
     @torch.no_grad()
     def classifier_beats_chance(self) -> bool:
